@@ -1,0 +1,64 @@
+"""Merge: this run's stg batch into dds, set-based, in one transaction per table.
+
+Every batch row is classified against the key's current dds row as new,
+changed or unchanged (one join, NULL-safe comparison). SCD2 tables close the
+changed versions and insert new ones; tables without history overwrite in
+place. Unchanged keys are not touched, so merging the same batch twice changes
+nothing, and a merge killed half-way rolls back whole.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from psycopg2 import sql
+
+from coursekit.pipeline.config import Table
+from coursekit.pipeline.sqlfiles import compose, ident_list
+
+log = logging.getLogger(__name__)
+CHANGES = ("new", "changed", "unchanged")
+
+
+def merge_parts(name: str, table: Table) -> dict[str, sql.Composable]:
+    """The identifiers the merge statements are composed from."""
+    values = table.value_columns
+    current_filter = "and c.eff_to_dttm = '9999-12-31 23:59:59+00'" if table.scd2 else ""
+    return {
+        "stg_table": sql.Identifier("stg", name),
+        "dds_table": sql.Identifier("dds", name),
+        "key": sql.Identifier(table.key),
+        "increment": sql.Identifier(table.increment_column),
+        "columns": ident_list(list(table.columns)),
+        "batch_columns": ident_list(list(table.columns), "b"),
+        "batch_values": ident_list(values, "b"),
+        "current_values": ident_list(values, "c"),
+        "value_columns": ident_list(values),
+        "merge_values": ident_list(values, "m"),
+        "current_filter": sql.SQL(current_filter),
+    }
+
+
+def merge_into_dds(dwh_conn, name: str, table: Table, run_id: str) -> dict[str, int]:
+    """Merge stg.<name> rows of `run_id` into dds.<name>; returns counts per change kind."""
+    parts = merge_parts(name, table)
+    steps = ["classify", *(("close_changed", "insert_versions") if table.scd2 else ("update_changed", "insert_new"))]
+    params = {"run_id": run_id}
+    with dwh_conn, dwh_conn.cursor() as cur:
+        for step in steps:
+            statement = compose("merge", step, **parts)
+            log.debug("SQL %s: %s", step, cur.mogrify(statement, params).decode())
+            cur.execute(statement, params)
+        cur.execute(compose("merge", "summary"))
+        counts = {change: 0 for change in CHANGES} | dict(cur.fetchall())
+    closed = counts["changed"] if table.scd2 else 0
+    log.info(
+        "merged stg.%s into dds.%s: %s inserted, %s changed (%s versions closed), %s unchanged",
+        name,
+        name,
+        counts["new"],
+        counts["changed"],
+        closed,
+        counts["unchanged"],
+    )
+    return counts

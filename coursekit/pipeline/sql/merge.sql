@@ -1,0 +1,65 @@
+-- Merging this run's batch from stg into dds, set-based, in one transaction.
+-- Names in {braces} are quoted identifiers; values are %(parameters)s.
+
+-- name: classify
+-- Compare every batch row with the key's current dds row. IS DISTINCT FROM is
+-- the NULL-safe "<>": NULL vs NULL is equal, NULL vs 'x' is a change.
+create temporary table merge_batch on commit drop as
+select
+    {batch_columns},
+    b.src_id,
+    case
+        when c.{key} is null then 'new'
+        when ({batch_values}) is distinct from ({current_values}) then 'changed'
+        else 'unchanged'
+    end as change,
+    case
+        -- A key's first version starts when the shop created the row.
+        when c.{key} is null then date_trunc('second', b.{increment})
+        -- A change starts when it was seen, and always after the version it replaces.
+        else greatest(b.extracted_dttm, c.eff_from_dttm + interval '1 second')
+    end as eff_from_dttm
+from {stg_table} as b
+left join {dds_table} as c
+    on c.{key} = b.{key}
+    and c.src_id = b.src_id
+    {current_filter}
+where b.load_run_id = %(run_id)s;
+
+-- name: close_changed
+-- SCD2: the replaced version ends one second before the new one starts.
+update {dds_table} as d
+set eff_to_dttm = m.eff_from_dttm - interval '1 second'
+from merge_batch as m
+where m.change = 'changed'
+    and d.{key} = m.{key}
+    and d.src_id = m.src_id
+    and d.eff_to_dttm = '9999-12-31 23:59:59+00';
+
+-- name: insert_versions
+-- SCD2: new keys and changed keys get a new current version.
+insert into {dds_table} ({columns}, src_id, eff_from_dttm, eff_to_dttm, load_run_id, load_dttm)
+select {columns}, src_id, eff_from_dttm, '9999-12-31 23:59:59+00', %(run_id)s, date_trunc('second', now())
+from merge_batch
+where change in ('new', 'changed');
+
+-- name: update_changed
+-- No history: a changed key is overwritten in place.
+update {dds_table} as d
+set ({value_columns}) = row({merge_values}),
+    load_run_id = %(run_id)s,
+    load_dttm = date_trunc('second', now())
+from merge_batch as m
+where m.change = 'changed'
+    and d.{key} = m.{key}
+    and d.src_id = m.src_id;
+
+-- name: insert_new
+-- No history: new keys are inserted.
+insert into {dds_table} ({columns}, src_id, load_run_id, load_dttm)
+select {columns}, src_id, %(run_id)s, date_trunc('second', now())
+from merge_batch
+where change = 'new';
+
+-- name: summary
+select change, count(*) from merge_batch group by change;
