@@ -8,15 +8,19 @@ fresh database on them, so tests never see each other's rows.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from coursekit.grade import POSTGRES_SERVICES, Grade
 from coursekit.pg import EmbeddedPostgres, free_port
@@ -99,3 +103,66 @@ def shop2_db(pg_servers: dict[str, EmbeddedPostgres]) -> Iterator[Database]:
 @pytest.fixture
 def dwh_db(pg_servers: dict[str, EmbeddedPostgres]) -> Iterator[Database]:
     yield from _fresh(pg_servers["pg-dwh"])
+
+
+# -- Airflow ------------------------------------------------------------------
+# Airflow reads its settings when first imported, so the test session's Airflow
+# home is set up before any test module is collected. dag.test() runs DAGs of
+# the configured dags folder: each test installs the folder it needs there.
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="coursekit-airflow-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(_AIRFLOW_HOME / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+        "STAGING_DIR": str(_AIRFLOW_HOME / "staging"),
+    }
+)
+(_AIRFLOW_HOME / "dags").mkdir()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
+class AirflowHarness:
+    """Install a dags folder into the session's Airflow and run its DAGs with dag.test()."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.dags_dir = home / "dags"
+        self.staging_dir = home / "staging"
+
+    def install(self, source: Path, pipeline_edit: Callable[[dict], None] | None = None):
+        """Copy `source` (a grade's dags folder) in place of the current one; returns its DagBag."""
+        from airflow.models import DagBag
+
+        shutil.rmtree(self.dags_dir)
+        shutil.copytree(source, self.dags_dir, ignore=shutil.ignore_patterns("__pycache__"))
+        if pipeline_edit is not None:
+            config_file = self.dags_dir / "pipeline.yaml"
+            data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+            pipeline_edit(data)
+            config_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        return DagBag(dag_folder=str(self.dags_dir))
+
+    @staticmethod
+    def run(bag, dag_id: str) -> str:
+        """One DAG run, tasks without retries (a failure shows at once); returns the run's state."""
+        dag = bag.get_dag(dag_id)
+        assert dag is not None, f"{dag_id} not found; import errors: {bag.import_errors}"
+        for task in dag.tasks:
+            task.retries = 0
+        return str(dag.test().state)
+
+
+@pytest.fixture(scope="session")
+def airflow() -> AirflowHarness:
+    """The session's Airflow, its metadata database migrated once (SQLite)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return AirflowHarness(_AIRFLOW_HOME)

@@ -36,6 +36,8 @@ def merge_parts(name: str, table: Table) -> dict[str, sql.Composable]:
         "value_columns": ident_list(values),
         "merge_values": ident_list(values, "m"),
         "current_filter": sql.SQL(current_filter),
+        # Tables without history have no versions: their rows carry no start time.
+        "current_eff_from": sql.SQL("c.eff_from_dttm" if table.scd2 else "null::timestamptz"),
     }
 
 

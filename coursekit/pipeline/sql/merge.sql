@@ -17,7 +17,7 @@ select
         -- A key's first version starts when the shop created the row.
         when c.{key} is null then date_trunc('second', b.{increment})
         -- A change starts when it was seen, and always after the version it replaces.
-        else greatest(b.extracted_dttm, c.eff_from_dttm + interval '1 second')
+        else greatest(b.extracted_dttm, {current_eff_from} + interval '1 second')
     end as eff_from_dttm
 from {stg_table} as b
 left join {dds_table} as c
