@@ -74,9 +74,10 @@ class Database:
         return self.server.connect(self.name)
 
     def query(self, sql: str, params: tuple | dict | None = None) -> list[tuple]:
+        """Run one statement in its own committed transaction; rows if it returns any."""
         conn = self.connect()
         try:
-            with conn.cursor() as cur:
+            with conn, conn.cursor() as cur:
                 cur.execute(sql, params)
                 return cur.fetchall() if cur.description else []
         finally:
@@ -123,6 +124,11 @@ os.environ.update(
 (_AIRFLOW_HOME / "dags").mkdir()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # --basetemp (pyproject) points into the git-ignored .run/ folder; a fresh clone lacks it.
+    Path(config.rootpath, ".run").mkdir(exist_ok=True)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 
@@ -149,13 +155,18 @@ class AirflowHarness:
         return DagBag(dag_folder=str(self.dags_dir))
 
     @staticmethod
-    def run(bag, dag_id: str) -> str:
-        """One DAG run, tasks without retries (a failure shows at once); returns the run's state."""
+    def run(bag, dag_id: str, again=None):
+        """One DAG run with tasks not retried (a failure shows at once); returns the DagRun.
+
+        `again=<a previous DagRun>` re-runs that run: same run id, every task again.
+        """
         dag = bag.get_dag(dag_id)
         assert dag is not None, f"{dag_id} not found; import errors: {bag.import_errors}"
         for task in dag.tasks:
             task.retries = 0
-        return str(dag.test().state)
+        if again is not None:
+            return dag.test(run_after=again.run_after, logical_date=again.logical_date)
+        return dag.test()
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,7 @@ def test_a_bad_pipeline_config_is_an_import_error_naming_the_key(airflow):
 @pytest.mark.parametrize("dag_id", ["hello_world", "taskflow_example"])
 def test_newcomer_dags_run(airflow, dag_id):
     bag = airflow.install(Grade.named("G0_Trainee").dags_dir)
-    assert airflow.run(bag, dag_id) == "success"
+    assert airflow.run(bag, dag_id).state == "success"
 
 
 def test_cleanup_deletes_only_files_older_than_two_hours(airflow):
@@ -83,6 +83,6 @@ def test_cleanup_deletes_only_files_older_than_two_hours(airflow):
     now = time.time()
     os.utime(old, (now - 3 * 3600, now - 3 * 3600))
     os.utime(edge, (now - 110 * 60, now - 110 * 60))  # 1h50m: still kept
-    assert airflow.run(bag, "cleanup_staging") == "success"
+    assert airflow.run(bag, "cleanup_staging").state == "success"
     assert not old.exists() and not run_dir.exists(), "old file and its emptied folders removed"
     assert edge.exists() and new.exists()

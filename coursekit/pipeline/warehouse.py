@@ -19,6 +19,14 @@ def column_defs(table: Table) -> sql.Composed:
     )
 
 
+def missing_columns(cur, schema: str, name: str, table: Table) -> list[str]:
+    """Configured columns the table lacks. ALTER TABLE locks the whole table, so
+    it runs only when the config really gained a column, not on every run."""
+    cur.execute(compose("warehouse", "existing_columns"), {"schema": schema, "table": name})
+    existing = {row[0] for row in cur.fetchall()}
+    return [column for column in table.columns if column not in existing]
+
+
 def create_schemas(conn) -> None:
     """Schemas stg and dds (the DAG runs the same SQL with SQLExecuteQueryOperator)."""
     with conn, conn.cursor() as cur:
@@ -41,14 +49,15 @@ def ensure_tables(conn, config: PipelineConfig) -> None:
             cur.execute(compose("warehouse", "create_stg", **parts))
             cur.execute(compose("warehouse", "create_dds_scd2" if table.scd2 else "create_dds_plain", **parts))
             for schema in ("stg", "dds"):
-                for column, sql_type in table.columns.items():
+                for column in missing_columns(cur, schema, name, table):
                     cur.execute(
                         compose(
                             "warehouse",
                             "add_column",
                             table=sql.Identifier(schema, name),
                             column=sql.Identifier(column),
-                            column_type=sql.SQL(sql_type),
+                            column_type=sql.SQL(table.columns[column]),
                         )
                     )
+                    log.info("added column %s.%s.%s", schema, name, column)
             log.info("dds.%s ready (%s)", name, "SCD2 history" if table.scd2 else "latest values only")

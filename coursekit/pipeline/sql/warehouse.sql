@@ -47,6 +47,9 @@ create table if not exists {dds_table} (
 );
 create index if not exists {watermark_index} on {dds_table} (src_id, {increment});
 
+-- name: existing_columns
+select column_name from information_schema.columns where table_schema = %(schema)s and table_name = %(table)s;
+
 -- name: add_column
 -- A column added to the config later: tables grow, nothing is dropped.
 alter table {table} add column if not exists {column} {column_type};
