@@ -1,6 +1,11 @@
 # One entry point for learners and contributors. Everything runs from the repo's
 # own virtualenv (.venv), created on first use from the pins in constraints.txt.
 #   make run     - start a grade natively (no Docker): GRADE=G0_Trainee by default
+#   make stop    - stop the grade's native stack (data is kept)
+#   make status  - what runs, on which ports
+#   make reset   - stop and wipe the grade's native data, logs and staging files
+#   make memory  - memory (PSS) of the running native stack, per component
+#   make airflow ARGS="dags list" - the Airflow CLI against the native stack
 #   make test    - lint + the whole test suite (what CI runs)
 #   make bench   - benchmarks that print key=value figures
 #   make lock    - re-resolve constraints.txt from the names in pyproject.toml
@@ -13,7 +18,7 @@ GRADE ?= G0_Trainee
 AIRFLOW_VERSION := 3.3.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv test lint bench bench-generator lock generator clean
+.PHONY: help venv test lint bench lock clean run stop status reset memory airflow
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -32,6 +37,12 @@ lint: venv
 
 test: lint
 	$(PY) -m pytest
+
+run stop status reset memory: venv
+	$(PY) -m coursekit.native $@ --grade $(GRADE)
+
+airflow: venv
+	$(PY) -m coursekit.native airflow --grade $(GRADE) -- $(ARGS)
 
 bench: venv
 	$(PY) -m coursekit.bench.generator_bench

@@ -105,10 +105,13 @@ class EmbeddedPostgres:
     def initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
 
-    def start(self, init_scripts: list[Path] | None = None, timeout: float = 60) -> bool:
+    def start(
+        self, init_scripts: list[Path] | None = None, script_env: Mapping[str, str] | None = None, timeout: float = 60
+    ) -> bool:
         """Start the server; on a new data folder also initdb and run init scripts.
 
-        Returns True when the data folder was new (init scripts ran).
+        `script_env` is the service's env file (the image gives init scripts the
+        container's whole environment). Returns True when the data folder was new.
         """
         if self.is_running():
             return False
@@ -127,7 +130,7 @@ class EmbeddedPostgres:
         if first_start:
             self._create_database()
             for script in init_scripts or []:
-                self.run_init_script(script)
+                self.run_init_script(script, script_env)
         log.info("%s is up on 127.0.0.1:%s", self.spec.service, self.spec.port)
         return first_start
 
@@ -201,11 +204,12 @@ class EmbeddedPostgres:
         finally:
             conn.close()
 
-    def run_init_script(self, script: Path) -> None:
+    def run_init_script(self, script: Path, script_env: Mapping[str, str] | None = None) -> None:
         """Run one init script as the Docker image would: `.sql` via psql, `.sh` via bash."""
         script = Path(script)
         env = {
             **os.environ,
+            **(script_env or {}),
             "PATH": f"{bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}",
             "PGHOST": "127.0.0.1",
             "PGPORT": str(self.spec.port),

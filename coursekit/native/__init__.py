@@ -1,0 +1,1 @@
+"""Run a grade's stack without Docker: `python -m coursekit.native run|stop|status|reset|memory`."""
