@@ -6,6 +6,7 @@
 #   make reset   - stop and wipe the grade's native data, logs and staging files
 #   make memory  - memory (PSS) of the running native stack, per component
 #   make airflow ARGS="dags list" - the Airflow CLI against the native stack
+#   make check   - check a running grade against its Definition of done (GRADE=G3_Middle)
 #   make test    - lint + the whole test suite (what CI runs)
 #   make bench   - benchmarks that print key=value figures
 #   make lock    - re-resolve constraints.txt from the names in pyproject.toml
@@ -18,7 +19,7 @@ GRADE ?= G0_Trainee
 AIRFLOW_VERSION := 3.3.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv test lint bench lock clean run stop status reset memory airflow
+.PHONY: help venv test lint bench lock clean run stop status reset memory airflow check
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -40,6 +41,9 @@ test: lint
 
 run stop status reset memory: venv
 	$(PY) -m coursekit.native $@ --grade $(GRADE)
+
+check: venv
+	$(PY) -m coursekit.checker --grade $(GRADE) $(ARGS)
 
 airflow: venv
 	$(PY) -m coursekit.native airflow --grade $(GRADE) -- $(ARGS)

@@ -1,0 +1,81 @@
+"""Just enough of Airflow 3's REST API to wait for a fresh DAG run."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from coursekit.checker.stack import GradeStack, StackNotReachable
+
+NOT_LOADS = {"hello_world", "taskflow_example"}  # newcomer DAGs never count as a load
+
+
+class AirflowClient:
+    def __init__(self, stack: GradeStack) -> None:
+        self.base = stack.airflow_url
+        self.user, self.password = stack.airflow_user, stack.airflow_password
+        self._token: str | None = None
+
+    def _request(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        request = urllib.request.Request(
+            self.base + path, data=json.dumps(body).encode() if body else None, headers=headers, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise StackNotReachable(
+                    f"Airflow at {self.base} refused the login {self.user!r} from airflow.env ({exc.code})"
+                ) from None
+            raise
+        except OSError as exc:
+            raise StackNotReachable(
+                f"Airflow does not answer at {self.base} ({exc}). Is the stack running and healthy?"
+            ) from None
+
+    def token(self) -> str:
+        if self._token is None:
+            reply = self._request("POST", "/auth/token", {"username": self.user, "password": self.password}, auth=False)
+            self._token = reply["access_token"]
+        return self._token
+
+    def finished_runs_since(self, since: datetime, dag_id: str | None = None) -> list[dict]:
+        """Successful runs that started at or after `since` (of one DAG, or of any load DAG)."""
+        query = urllib.parse.urlencode({"start_date_gte": since.isoformat(), "state": "success", "limit": 100})
+        reply = self._request("GET", f"/api/v2/dags/{dag_id or '~'}/dagRuns?{query}")
+        return [run for run in reply["dag_runs"] if dag_id or run["dag_id"] not in NOT_LOADS]
+
+    def unpaused_dags(self) -> list[str]:
+        reply = self._request("GET", "/api/v2/dags?paused=false&limit=100")
+        return [dag["dag_id"] for dag in reply["dags"]]
+
+
+def wait_for_run(
+    client: AirflowClient,
+    since: datetime,
+    timeout: float,
+    dag_id: str | None = None,
+    tick: Callable[[float], None] | None = None,
+) -> dict | None:
+    """The first load run started after `since` to finish, or None after `timeout` seconds."""
+    start = time.monotonic()
+    while True:
+        runs = client.finished_runs_since(since, dag_id)
+        if runs:
+            return runs[0]
+        elapsed = time.monotonic() - start
+        if tick is not None:
+            tick(elapsed)
+        if elapsed > timeout:
+            return None
+        time.sleep(3)

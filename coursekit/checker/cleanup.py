@@ -1,0 +1,101 @@
+"""G1's cleanup task: a BashOperator DAG that deletes old staging files, at least daily.
+
+The checker does not trust the code's look: it runs the task's real command
+against a temporary staging folder holding a very old file and a fresh one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from coursekit.checker.checks import CheckResult, Context
+
+DAY = 86_400
+
+
+def inspect(dags_dir: Path) -> dict:
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+        env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_dir)
+        result = subprocess.run(
+            [sys.executable, "-m", "coursekit.checker.inspect_dags", str(dags_dir)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"could not parse {dags_dir}:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout)
+
+
+def run_command(task: dict, staging: Path) -> subprocess.CompletedProcess[str]:
+    """The task's command, its Jinja rendered with params, run with STAGING_DIR pointing at `staging`."""
+    import jinja2
+
+    command = jinja2.Template(task["bash_command"]).render(params=task["params"])
+    env = {**os.environ, **task["env"], "STAGING_DIR": str(staging)}
+    return subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+
+
+def removes_only_old_files(task: dict) -> tuple[bool, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp) / "staging"
+        old = staging / "load" / "run_old" / "orders" / "shop_1.parquet"
+        new = staging / "load" / "run_new" / "orders" / "shop_1.parquet"
+        for path in (old, new):
+            path.parent.mkdir(parents=True)
+            path.write_bytes(b"parquet")
+        past = time.time() - 90 * DAY
+        os.utime(old, (past, past))
+        result = run_command(task, staging)
+        if result.returncode != 0:
+            return False, f"the command failed (exit {result.returncode}): {result.stderr.strip()[-200:]}"
+        if new.exists() and not old.exists():
+            return True, "a 90-day-old file was deleted, a fresh one kept"
+        if old.exists():
+            return False, "a 90-day-old file in $STAGING_DIR was not deleted"
+        return False, "the fresh file was deleted too"
+
+
+def check_cleanup_dag(ctx: Context) -> Iterable[CheckResult]:
+    item = "cleanup DAG"
+    info = inspect(ctx.stack.grade.dags_dir)
+    candidates = [dag for dag in info["dags"] if dag["bash_tasks"]]
+    yield CheckResult(
+        item,
+        "a DAG with a BashOperator task exists",
+        bool(candidates),
+        "a DAG in airflow_data/dags using BashOperator",
+        ", ".join(d["dag_id"] for d in candidates)
+        or "none" + (f" (import errors in {', '.join(info['import_errors'])})" if info["import_errors"] else ""),
+        "" if candidates else "write a DAG with `BashOperator(task_id=..., bash_command=...)`",
+    )
+    if not candidates:
+        return
+    gap = min((d["schedule_gap_sec"] for d in candidates if d["schedule_gap_sec"]), default=None)
+    yield CheckResult(
+        item,
+        "it runs at least daily",
+        gap is not None and gap <= DAY,
+        "schedule every 24 h or more often",
+        "not scheduled" if gap is None else f"every {gap / 3600:g} h at most",
+        "" if gap is not None and gap <= DAY else 'set schedule="@daily" (or more often)',
+    )
+    outcomes = [removes_only_old_files(task) for dag in candidates for task in dag["bash_tasks"]]
+    passed = any(ok for ok, _ in outcomes)
+    yield CheckResult(
+        item,
+        "its command deletes only files older than the threshold",
+        passed,
+        "old files in $STAGING_DIR deleted, fresh ones kept",
+        next((why for ok, why in outcomes if ok), outcomes[0][1]),
+        "" if passed else 'use "$STAGING_DIR" and find -mmin/-mtime with -delete',
+    )

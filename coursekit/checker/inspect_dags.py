@@ -1,0 +1,51 @@
+"""Parse a dags folder with Airflow's own DagBag and describe its Bash tasks as JSON.
+
+Run in a subprocess (`python -m coursekit.checker.inspect_dags <folder>`) with a
+throwaway AIRFLOW_HOME, so checking never touches a learner's Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+
+
+def schedule_gap_seconds(dag) -> float | None:
+    """Longest time between two scheduled runs over the next days; None if never scheduled."""
+    timetable = dag.timetable
+    expression = getattr(timetable, "_expression", None)
+    if expression:
+        from croniter import croniter
+
+        moments = croniter(expression, datetime(2026, 1, 1, tzinfo=UTC))
+        times = [moments.get_next(datetime) for _ in range(50)]
+        return max((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False))
+    delta = getattr(timetable, "_delta", None)
+    if delta is not None:
+        return delta.total_seconds()
+    return None
+
+
+def describe(folder: str) -> dict:
+    from airflow.models import DagBag
+
+    bag = DagBag(dag_folder=folder)
+    dags = []
+    for dag_id, dag in bag.dags.items():
+        bash = [
+            {
+                "task_id": task.task_id,
+                "bash_command": task.bash_command,
+                "env": task.env or {},
+                "params": {**dict(dag.params.dump()), **dict(task.params.dump())},
+            }
+            for task in dag.tasks
+            if type(task).__name__ == "BashOperator"
+        ]
+        dags.append({"dag_id": dag_id, "bash_tasks": bash, "schedule_gap_sec": schedule_gap_seconds(dag)})
+    return {"import_errors": {str(k): v for k, v in bag.import_errors.items()}, "dags": dags}
+
+
+if __name__ == "__main__":
+    json.dump(describe(sys.argv[1]), sys.stdout)
