@@ -46,6 +46,42 @@ class Source(_Strict):
         return re.sub(r"[^a-z0-9]+", "_", self.src_id.lower()).strip("_")
 
 
+class Range(_Strict):
+    """Bounds a value must respect; each given bound is one audit rule (`quantity > 0`)."""
+
+    gt: int | float | str | None = None
+    gte: int | float | str | None = None
+    lt: int | float | str | None = None
+    lte: int | float | str | None = None
+
+    def bounds(self) -> dict[str, int | float | str]:
+        """Operator name -> bound, only those set."""
+        return {op: value for op, value in self.model_dump().items() if value is not None}
+
+
+class Audit(_Strict):
+    """Write-Audit-Publish rules of one table: rows that break one are quarantined, not published.
+
+    Optional: a table without `audit:` is published as extracted (G0-G3).
+    """
+
+    not_null: list[Identifier] = Field(default_factory=list)
+    ranges: dict[Identifier, Range] = Field(default_factory=dict)
+    allowed: dict[Identifier, Annotated[list[str], Field(min_length=1)]] = Field(default_factory=dict)
+    not_in_future: list[Identifier] = Field(default_factory=list)
+    unique_in_batch: list[Annotated[list[Identifier], Field(min_length=1)]] = Field(default_factory=list)
+    references: dict[Identifier, Identifier] = Field(default_factory=dict)  # column -> referenced table
+    # The run stops (nothing of the table is published) when more of a shop's fresh batch fails than this.
+    max_quarantine_share: Annotated[float, Field(ge=0, le=1)] = 0.25
+    # ...but only for batches of at least this many rows: 1 bad row of 3 is no outage.
+    min_rows_for_share: Annotated[int, Field(ge=1)] = 20
+
+    def columns(self) -> set[str]:
+        """Every column a rule names."""
+        grouped = {column for group in self.unique_in_batch for column in group}
+        return {*self.not_null, *self.ranges, *self.allowed, *self.not_in_future, *self.references} | grouped
+
+
 class Table(_Strict):
     """One source table and how it lands in the warehouse."""
 
@@ -53,6 +89,7 @@ class Table(_Strict):
     increment_column: Identifier = "created_at"
     scd2: bool = True
     columns: dict[Identifier, str]
+    audit: Audit | None = None  # G4: Write-Audit-Publish rules; None publishes every row
 
     @field_validator("columns")
     @classmethod
@@ -78,6 +115,18 @@ class Table(_Strict):
             raise ValueError(f"columns {sorted(clash)} are reserved for the warehouse's technical columns")
         return self
 
+    @model_validator(mode="after")
+    def _audit_columns_exist(self) -> Table:
+        if self.audit is None:
+            return self
+        unknown = sorted(self.audit.columns() - set(self.columns))
+        if unknown:
+            raise ValueError(f"audit names columns {unknown} that are not among the columns")
+        for column in self.audit.not_in_future:
+            if self.columns[column] not in ("timestamptz", "date"):
+                raise ValueError(f"audit.not_in_future: {column!r} must be timestamptz or date")
+        return self
+
     @property
     def value_columns(self) -> list[str]:
         """Columns compared to detect a change: all but the key."""
@@ -101,6 +150,14 @@ class PipelineConfig(_Strict):
             dupes = sorted({v for v in values if values.count(v) > 1})
             if dupes:
                 raise ValueError(f"sources must have unique {attr}; repeated: {dupes}")
+        return self
+
+    @model_validator(mode="after")
+    def _audit_references_known(self) -> PipelineConfig:
+        for name, table in self.tables.items():
+            for column, parent in (table.audit.references if table.audit else {}).items():
+                if parent not in self.tables or parent == name:
+                    raise ValueError(f"tables.{name}.audit.references.{column}: {parent!r} is not another table here")
         return self
 
     def staging_root(self) -> Path:

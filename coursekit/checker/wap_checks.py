@@ -1,0 +1,311 @@
+"""G4's Definition of done: Write-Audit-Publish, checked on a running stack.
+
+G3's checks still apply to what is published (SCD2 history from both shops),
+except "every stable source row is loaded": in G4 a bad row must NOT be loaded.
+So "nothing lost" becomes "published or quarantined": every stable source row
+is in dds, or its key waits in `quarantine.<table>` with the reason. On top:
+bad values never reach dds, every published order's customer and product is
+published too, the audit keeps a log, and rows arrive within five minutes.
+
+Which values are bad and which columns reference which table is read from the
+grade's generator config (`invalid_values`, `references`): the checker knows
+what the shops are told to get wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from psycopg2 import sql
+
+from coursekit.checker import checks
+from coursekit.checker.checks import Check, CheckResult, Context, _dds, _keys, _present, _shape
+from coursekit.checker.stack import SourceTable
+from coursekit.pipeline.contract import compare_with_source
+
+LATENCY_LIMIT_SEC = 300  # created_at -> load_dttm, 95th percentile
+LATENCY_WINDOW = "1 hour"  # rows created this recently are measured
+REASON_COLUMNS = ("failed_rules", "reason", "reasons")
+OPEN = "open"
+
+
+def _generator_columns(ctx: Context) -> dict[str, dict[str, dict]]:
+    """table -> column -> its generator spec (references, invalid_values, ...)."""
+    config = json.loads(ctx.stack.grade.generator_config.read_text(encoding="utf-8"))
+    return {name: spec["columns"] for name, spec in config["tables"].items()}
+
+
+def _columns(ctx: Context, schema: str, table: str) -> list[str]:
+    rows = ctx.query(
+        sql.SQL(
+            "select column_name from information_schema.columns where table_schema = %s and table_name = %s"
+            " order by ordinal_position"
+        ),
+        (schema, table),
+    )
+    return [row[0] for row in rows]
+
+
+def _quarantine(table: SourceTable) -> sql.Identifier:
+    return sql.Identifier("quarantine", table.name)
+
+
+def _reason_column(columns: list[str]) -> str | None:
+    return next((c for c in REASON_COLUMNS if c in columns), None)
+
+
+def _held_keys(ctx: Context, table: SourceTable) -> set[tuple[str, object]]:
+    """(src_id, key) of rows waiting in quarantine (status open, if the table has a status)."""
+    columns = _columns(ctx, "quarantine", table.name)
+    if not {table.key, "src_id"} <= set(columns):
+        return set()
+    where = sql.SQL("where status = {}").format(sql.Literal(OPEN)) if "status" in columns else sql.SQL("")
+    rows = ctx.query(
+        sql.SQL("select src_id, {key} from {q} {where}").format(
+            key=sql.Identifier(table.key), q=_quarantine(table), where=where
+        )
+    )
+    return {(src_id, key) for src_id, key in rows}
+
+
+def check_quarantine_tables(ctx: Context) -> Iterable[CheckResult]:
+    for table in ctx.stack.tables:
+        columns = _columns(ctx, "quarantine", table.name)
+        missing = [c for c in (table.key, "src_id") if c not in columns]
+        reason = _reason_column(columns)
+        problems = ([f"missing columns {', '.join(missing)}"] if missing else []) + (
+            [] if reason else ["no failed_rules (or reason) column"]
+        )
+        yield CheckResult(
+            "failing rows are kept on the side",
+            f"quarantine.{table.name} exists",
+            bool(columns) and not problems,
+            f"quarantine.{table.name} with {table.key}, src_id, failed_rules (why), status (open/released)",
+            "no such table" if not columns else ("; ".join(problems) or "ok"),
+            "" if columns and not problems else f"write rows that fail the audit to quarantine.{table.name}",
+        )
+
+
+def check_bad_rows_held_with_reasons(ctx: Context) -> Iterable[CheckResult]:
+    generator = _generator_columns(ctx)
+    for table in ctx.stack.tables:
+        columns = _columns(ctx, "quarantine", table.name)
+        reason = _reason_column(columns)
+        if not reason:
+            continue
+        spec = generator.get(table.name, {})
+        bad_by_design = any(c.get("invalid_share") or c.get("late_share") for c in spec.values())
+        reason_id = sql.Identifier(reason)
+        (held, without_reason) = ctx.query(
+            # NULL, '' and an empty array '{}' all say nothing.
+            sql.SQL(
+                "select count(*), count(*) filter (where coalesce(nullif({r}::text, ''), '{{}}') = '{{}}') from {q}"
+            ).format(r=reason_id, q=_quarantine(table))
+        )[0]
+        if bad_by_design:
+            yield CheckResult(
+                "failing rows are kept on the side",
+                f"quarantine.{table.name}: the shops' bad rows are held",
+                held > 0,
+                "some rows (the generator makes late references and invalid values here)",
+                f"{held} rows",
+                "" if held else "the audit lets everything through: are the rules of this table declared?",
+            )
+        yield CheckResult(
+            "failing rows are kept on the side",
+            f"quarantine.{table.name}: every held row says why",
+            without_reason == 0,
+            f"{reason} names the rules each row broke",
+            f"{without_reason} rows without a reason" if without_reason else "ok",
+            "" if without_reason == 0 else f"store the failed rules' names in {reason}",
+        )
+
+
+def check_bad_values_not_published(ctx: Context) -> Iterable[CheckResult]:
+    generator = _generator_columns(ctx)
+    for table in _present(ctx):
+        dds_columns = set(ctx.dds_columns(table.name))
+        for column, spec in generator.get(table.name, {}).items():
+            bad = spec.get("invalid_values") or []
+            if not bad or column not in dds_columns:
+                continue
+            rows = ctx.query(
+                sql.SQL("select src_id, {key}, {c} from {t} where {c}::text = any(%s) limit 5").format(
+                    key=sql.Identifier(table.key), c=sql.Identifier(column), t=_dds(table)
+                ),
+                ([str(value) for value in bad],),
+            )
+            yield CheckResult(
+                "bad rows are never published",
+                f"dds.{table.name}.{column} has none of {bad}",
+                not rows,
+                f"no {column} in {', '.join(map(str, bad))} (any version)",
+                _keys(rows) or "ok",
+                f"add a rule for {table.name}.{column} to the audit" if rows else "",
+            )
+
+
+def check_references_published(ctx: Context) -> Iterable[CheckResult]:
+    generator = _generator_columns(ctx)
+    tables = {t.name: t for t in ctx.stack.tables}
+    present = {t.name for t in _present(ctx)}
+    for table in _present(ctx):
+        for column, spec in generator.get(table.name, {}).items():
+            parent = spec.get("references")
+            if not parent or parent not in tables:
+                continue
+            if parent not in present:
+                orphans = [("all", "no parent table")]
+            else:
+                orphans = ctx.query(
+                    sql.SQL(
+                        "select c.src_id, c.{key}, c.{column} from {child} as c where c.{column} is not null"
+                        " and not exists (select 1 from {parent} as p where p.{parent_key} = c.{column}"
+                        " and p.src_id = c.src_id) limit 5"
+                    ).format(
+                        key=sql.Identifier(table.key),
+                        column=sql.Identifier(column),
+                        child=_dds(table),
+                        parent=_dds(tables[parent]),
+                        parent_key=sql.Identifier(tables[parent].key),
+                    )
+                )
+            yield CheckResult(
+                "published facts point at published dimensions",
+                f"dds.{table.name}.{column}: every value is in dds.{parent}",
+                not orphans,
+                f"a dds.{parent} row (any version) for each {column}, same shop",
+                _keys(orphans) or "ok",
+                f"audit {column} against dds.{parent} and publish {parent} before {table.name}" if orphans else "",
+            )
+
+
+def check_published_or_held(ctx: Context) -> Iterable[CheckResult]:
+    """G3's 'every stable source row is loaded' and 'values equal', with quarantine as an answer."""
+    for table in _present(ctx):
+        shape = _shape(ctx, table)
+        held = _held_keys(ctx, table)
+        compared, lost, stale, kept = 0, [], [], 0
+        for shop in ctx.stack.shops:
+            result = compare_with_source(
+                ctx.shops[shop.name], ctx.dwh, table.name, shape, shop.src_id, ctx.stable_before[shop.name]
+            )
+            compared += result.source_rows
+            kept += sum((shop.src_id, key) in held for key in set(result.missing) | set(result.different))
+            lost += [f"{shop.src_id}:{k}" for k in result.missing if (shop.src_id, k) not in held]
+            stale += [f"{shop.src_id}:{k}" for k in result.different if (shop.src_id, k) not in held]
+        yield CheckResult(
+            "nothing is lost",
+            f"dds.{table.name}: every stable source row is published or quarantined",
+            not lost,
+            f"all {compared} stable source rows in dds or in quarantine.{table.name}",
+            f"{len(lost)} in neither, e.g. {', '.join(lost[:5])}" if lost else f"ok ({kept} held)",
+            "a row that fails the audit must be written to quarantine, in the publish transaction" if lost else "",
+        )
+        yield CheckResult(
+            "values equal the source",
+            f"dds.{table.name}: current values equal the source, or the newer version is held",
+            not stale,
+            "same values as the source, unless the source's version waits in quarantine",
+            f"{len(stale)} differ, e.g. {', '.join(stale[:5])}" if stale else "ok",
+            "an update in the source was neither published nor quarantined" if stale else "",
+        )
+
+
+def check_audit_log(ctx: Context) -> Iterable[CheckResult]:
+    columns = _columns(ctx, "quarantine", "audit_log")
+    needed = {"run_id", "table_name", "src_id", "checked", "quarantined"}
+    tables: list[str] = []
+    if needed <= set(columns):
+        tables = [row[0] for row in ctx.query(sql.SQL("select distinct table_name from quarantine.audit_log"))]
+    expected = sorted(t.name for t in ctx.stack.tables)
+    yield CheckResult(
+        "the audit keeps a log",
+        "quarantine.audit_log has a summary per run for every table",
+        set(expected) <= set(tables),
+        f"rows for {', '.join(expected)} with {', '.join(sorted(needed))}",
+        (f"tables logged: {', '.join(sorted(tables)) or 'none'}" if columns else "no such table")
+        + (
+            f"; missing columns {', '.join(sorted(needed - set(columns)))}" if columns and needed - set(columns) else ""
+        ),
+        "" if set(expected) <= set(tables) else "write checked / published / quarantined / released per run",
+    )
+
+
+def check_latency(ctx: Context) -> Iterable[CheckResult]:
+    for table in _present(ctx):
+        if not {"created_at", "load_dttm"} <= set(ctx.dds_columns(table.name)):
+            yield CheckResult(
+                "rows arrive within 5 minutes",
+                f"dds.{table.name}: p95 latency under {LATENCY_LIMIT_SEC // 60} minutes",
+                False,
+                "created_at and load_dttm columns",
+                "missing",
+                "stamp every version with load_dttm (when it was loaded)",
+            )
+            continue
+        statement = sql.SQL(
+            """
+            with arrivals as (
+                select src_id, min(created_at) as created_at, min(load_dttm) as arrived
+                from {t} group by {key}, src_id
+            ), first_loads as (
+                select src_id, min(load_dttm) as first_load from {t} group by src_id
+            )
+            select count(*),
+                percentile_cont(0.95) within group (order by extract(epoch from a.arrived - a.created_at)),
+                max(extract(epoch from a.arrived - a.created_at))
+            from arrivals as a join first_loads as f using (src_id)
+            where a.created_at >= f.first_load and a.created_at >= now() - interval {window}
+            """
+        ).format(t=_dds(table), key=sql.Identifier(table.key), window=sql.Literal(LATENCY_WINDOW))
+        rows, p95, worst = ctx.query(statement)[0]
+        ok = rows > 0 and p95 is not None and p95 < LATENCY_LIMIT_SEC
+        yield CheckResult(
+            "rows arrive within 5 minutes",
+            f"dds.{table.name}: p95 latency under {LATENCY_LIMIT_SEC // 60} minutes",
+            ok,
+            f"95% of the last {LATENCY_WINDOW}'s new rows in dds within {LATENCY_LIMIT_SEC} s of created_at",
+            f"p95 {p95:.0f} s, max {worst:.0f} s over {rows} rows" if rows else "no rows created since the first load",
+            "" if ok else "runs are too slow or too rare: schedule every minute, keep runs short",
+        )
+
+
+def check_released(ctx: Context) -> Iterable[CheckResult]:
+    released, found = 0, []
+    for table in ctx.stack.tables:
+        if "status" in _columns(ctx, "quarantine", table.name):
+            (count,) = ctx.query(
+                sql.SQL("select count(*) from {q} where status = 'released'").format(q=_quarantine(table))
+            )[0]
+            released += count
+            found.append(f"{table.name}: {count}")
+    yield CheckResult(
+        "late rows are published when they pass (bonus)",
+        "quarantine rows were released",
+        released > 0,
+        "some rows with status 'released' (an order whose customer arrived later)",
+        ", ".join(found) or "no status column",
+        "" if released else "re-audit open quarantine rows every run and publish those that pass",
+    )
+
+
+def g4_plan() -> list[Check]:
+    """G4's checks, in report order: G3's on dds (with quarantine as an answer), then the WAP ones."""
+    return [
+        checks.check_tables_exist,
+        checks.check_shops_loaded,
+        checks.check_unique_keys,
+        check_published_or_held,
+        checks.check_ids_monotonic,
+        checks.check_scd2_rules,
+        checks.check_history_kept,
+        check_quarantine_tables,
+        check_bad_rows_held_with_reasons,
+        check_bad_values_not_published,
+        check_references_published,
+        check_audit_log,
+        check_latency,
+        check_released,
+    ]
