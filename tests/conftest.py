@@ -177,3 +177,14 @@ def airflow() -> AirflowHarness:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return AirflowHarness(_AIRFLOW_HOME)
+
+
+@pytest.fixture
+def g0_databases(shop1_db, shop2_db, dwh_db, monkeypatch) -> dict[str, Database]:
+    """Fresh shop and warehouse databases, wired to G0's connection ids."""
+    from support import airflow_conn
+
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_1_CONN", airflow_conn(shop1_db))
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_2_CONN", airflow_conn(shop2_db))
+    monkeypatch.setenv("AIRFLOW_CONN_DWH_CONN", airflow_conn(dwh_db))
+    return {"shop-1": shop1_db, "shop-2": shop2_db, "dwh": dwh_db}

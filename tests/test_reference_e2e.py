@@ -43,12 +43,9 @@ def fast_lookback(config: dict) -> None:
 
 
 @pytest.fixture
-def stack(airflow, shop1_db, shop2_db, dwh_db, monkeypatch):
+def stack(g0_databases):
     """G0's DAGs wired to three fresh test databases."""
-    monkeypatch.setenv("AIRFLOW_CONN_SHOP_1_CONN", airflow_conn(shop1_db))
-    monkeypatch.setenv("AIRFLOW_CONN_SHOP_2_CONN", airflow_conn(shop2_db))
-    monkeypatch.setenv("AIRFLOW_CONN_DWH_CONN", airflow_conn(dwh_db))
-    return {"shop-1": shop1_db, "shop-2": shop2_db, "dwh": dwh_db}
+    return g0_databases
 
 
 def tick(stack, tmp_path: Path, ticks: int) -> None:

@@ -24,16 +24,17 @@ def inspect(dags_dir: Path) -> dict:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
         env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_dir)
+        answer = Path(home) / "dags.json"
         result = subprocess.run(
-            [sys.executable, "-m", "coursekit.checker.inspect_dags", str(dags_dir)],
+            [sys.executable, "-m", "coursekit.checker.inspect_dags", str(dags_dir), str(answer)],
             env=env,
             capture_output=True,
             text=True,
             timeout=180,
         )
-    if result.returncode != 0:
-        raise RuntimeError(f"could not parse {dags_dir}:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout)
+        if result.returncode != 0:
+            raise RuntimeError(f"could not parse {dags_dir}:\n{result.stderr[-2000:]}")
+        return json.loads(answer.read_text(encoding="utf-8"))
 
 
 def run_command(task: dict, staging: Path) -> subprocess.CompletedProcess[str]:

@@ -1,7 +1,8 @@
 """Parse a dags folder with Airflow's own DagBag and describe its Bash tasks as JSON.
 
-Run in a subprocess (`python -m coursekit.checker.inspect_dags <folder>`) with a
-throwaway AIRFLOW_HOME, so checking never touches a learner's Airflow.
+Run in a subprocess (`python -m coursekit.checker.inspect_dags <folder> <out.json>`)
+with a throwaway AIRFLOW_HOME, so checking never touches a learner's Airflow. The
+answer goes to a file: Airflow writes its own log lines to stdout.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from datetime import UTC, datetime
 def schedule_gap_seconds(dag) -> float | None:
     """Longest time between two scheduled runs over the next days; None if never scheduled."""
     timetable = dag.timetable
-    expression = getattr(timetable, "_expression", None)
+    expression = getattr(timetable, "expression", None)
     if expression:
         from croniter import croniter
 
         moments = croniter(expression, datetime(2026, 1, 1, tzinfo=UTC))
         times = [moments.get_next(datetime) for _ in range(50)]
         return max((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False))
-    delta = getattr(timetable, "_delta", None)
+    delta = getattr(timetable, "delta", None)
     if delta is not None:
         return delta.total_seconds()
     return None
@@ -48,4 +49,5 @@ def describe(folder: str) -> dict:
 
 
 if __name__ == "__main__":
-    json.dump(describe(sys.argv[1]), sys.stdout)
+    with open(sys.argv[2], "w", encoding="utf-8") as out:
+        json.dump(describe(sys.argv[1]), out)

@@ -37,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run-dir", type=Path, default=REPO_ROOT / ".run", help="where native data and state live (default: .run/)"
     )
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="for `airflow`: the Airflow CLI arguments")
-    options = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    airflow_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    options = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    options.args = airflow_args
     try:
         stack = NativeStack(Grade.named(options.grade, options.grades_root), options.run_dir)
         return COMMANDS[options.command](stack, options)
@@ -99,10 +101,9 @@ def memory(stack: NativeStack, options: argparse.Namespace) -> int:
 
 
 def airflow(stack: NativeStack, options: argparse.Namespace) -> int:
-    """The Airflow CLI with the stack's configuration (connections, home, dags folder)."""
-    args = options.args[1:] if options.args[:1] == ["--"] else options.args
+    """The Airflow CLI with the stack's configuration: `... airflow --grade G -- dags list`."""
     env = stack.airflow_env(stack.load_state())
-    return subprocess.run([sys.executable, "-m", "airflow", *args], env=env).returncode
+    return subprocess.run([sys.executable, "-m", "airflow", *options.args], env=env).returncode
 
 
 COMMANDS = {"run": run, "stop": stop, "status": status, "reset": reset, "memory": memory, "airflow": airflow}

@@ -48,9 +48,9 @@ def interpolate(text: str, env: Mapping[str, str], where: str = "compose file") 
 
 
 def port_variable(text: str) -> str | None:
-    """The variable that controls a published port, e.g. PG_DWH_PORT."""
-    match = _VARIABLE.search(text.split(":")[-2] if text.count(":") >= 2 else text)
-    return match["name"] if match and match["name"] else None
+    """The variable that sets the host part of "127.0.0.1:${VAR:-5435}:5432", e.g. VAR."""
+    names = [m["name"] for m in _VARIABLE.finditer(text) if m["name"]]
+    return names[0] if names else None
 
 
 @dataclass

@@ -1,0 +1,198 @@
+"""Every checker proven both ways, as rustlings proves its exercises.
+
+Real generators fill two shop databases; the reference pipeline (real Airflow,
+dag.test) loads them the way each grade asks. The grade's checker must pass on
+that reference and fail, naming the right checks, on the untouched starter and
+on deliberately broken warehouses.
+"""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import ExitStack, closing
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from support import airflow_conn, generator_env, run_generator
+
+from coursekit.checker.__main__ import PLANS
+from coursekit.checker.checks import Context
+from coursekit.checker.stack import GradeStack
+from coursekit.grade import Grade
+
+G0 = Grade.named("G0_Trainee")
+SHOPS = ("shop-1", "shop-2")
+TICKS = {
+    "TICK_INTERVAL_SEC": 1,
+    "UPDATE_NOT_OLDER_THAN_SEC": 30,
+    "DELETE_OLDER_THAN_SEC": 0,
+    "STOP_GENERATOR_AFTER_SEC": 0,
+}
+
+
+def tick(dbs: dict, tmp_path: Path, ticks: int = 4) -> None:
+    for shop in SHOPS:
+        run_generator(
+            G0.generator_config, generator_env(G0, shop, dbs[shop], **TICKS), tmp_path / shop, "--max-ticks", str(ticks)
+        )
+
+
+def big_lookback(config: dict) -> None:
+    config["lookback_sec"] = 3600
+
+
+def without_history(config: dict) -> None:
+    big_lookback(config)
+    for table in config["tables"].values():
+        table["scd2"] = False
+
+
+def load(airflow, dbs: dict, tmp_path: Path, edit=big_lookback, dags_dir: Path = G0.dags_dir) -> None:
+    """Two reference runs with shop activity (inserts and updates) before each."""
+    bag = airflow.install(dags_dir, pipeline_edit=edit)
+    for _ in range(2):
+        tick(dbs, tmp_path)
+        assert airflow.run(bag, "load_shops_to_dwh").state == "success"
+
+
+def check(
+    grade: str, dbs: dict, dwh_name: str | None = None, dags_dir: Path | None = None, tmp_path=None
+) -> dict[str, bool]:
+    """Run the grade's checks against the test databases; returns check name -> passed."""
+    stack = GradeStack(Grade.named(grade))
+    dwh = dbs["dwh"]
+    stack.dwh_port = dwh.port
+    stack.dwh_env = {**stack.dwh_env, "POSTGRES_DB": dwh_name or dwh.name}
+    stack.shops = [
+        replace(s, port=dbs[s.name].port, env={**s.env, "POSTGRES_DB": dbs[s.name].name}) for s in stack.shops
+    ]
+    if dags_dir is not None:  # the folder the cleanup check inspects
+        copy = tmp_path / "grade" / grade
+        shutil.copytree(dags_dir, copy / "airflow_data" / "dags", dirs_exist_ok=True)
+        stack.grade = Grade(grade, copy)
+    plan, scd2 = PLANS[grade]
+    later = datetime.now(UTC) + timedelta(minutes=1)  # generators stopped: every row is stable
+    with ExitStack() as stack_of:
+        dwh_conn = stack_of.enter_context(stack.connect_dwh())
+        shops = {s.name: stack_of.enter_context(stack.connect_shop(s)) for s in stack.shops}
+        ctx = Context(stack=stack, dwh=dwh_conn, shops=shops, stable_before={s: later for s in SHOPS}, scd2=scd2)
+        results = [result for step in plan for result in step(ctx)]
+    assert results, "a checker must check something"
+    return {r.name: r.passed for r in results}
+
+
+def failing(results: dict[str, bool]) -> set[str]:
+    return {name for name, passed in results.items() if not passed}
+
+
+@pytest.fixture
+def dbs(g0_databases):
+    return g0_databases
+
+
+def copy_database(db, name: str) -> str:
+    """CREATE DATABASE ... TEMPLATE: a private copy of the reference warehouse to break."""
+    conn = db.server.connect("postgres")
+    conn.autocommit = True
+    with closing(conn), conn.cursor() as cur:
+        cur.execute(f'create database "{name}" template "{db.name}"')
+    return name
+
+
+def mutate(db, database: str, statements: list[str]) -> None:
+    with closing(db.server.connect(database)) as conn, conn, conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+
+
+@pytest.mark.slow
+def test_g3_and_g0_checkers_pass_on_the_reference_and_catch_broken_warehouses(airflow, dbs, tmp_path):
+    load(airflow, dbs, tmp_path)
+    for grade in ("G3_Middle", "G0_Trainee"):
+        results = check(grade, dbs)
+        assert failing(results) == set(), f"{grade} checker fails the reference: {failing(results)}"
+
+    dwh = dbs["dwh"]
+    broken = {
+        "double-loaded batch": [
+            "alter table dds.orders drop constraint orders_pkey",
+            "drop index dds.orders_current_uq",
+            "insert into dds.orders select * from dds.orders where src_id = 'New-York'",
+        ],
+        "missing shop": ["delete from dds.customers where src_id = 'Istanbul'"],
+        "overlapping interval": [
+            "update dds.products p set eff_to_dttm = p.eff_to_dttm + interval '10 seconds'"
+            " where eff_to_dttm <> '9999-12-31 23:59:59+00'"
+        ],
+        "lost update": [
+            "delete from dds.orders where eff_to_dttm = '9999-12-31 23:59:59+00'"
+            " and (order_id, src_id) in (select order_id, src_id from dds.orders group by 1, 2 having count(*) > 1)",
+            "update dds.orders o set eff_to_dttm = '9999-12-31 23:59:59+00' where eff_from_dttm ="
+            " (select max(eff_from_dttm) from dds.orders x where x.order_id = o.order_id and x.src_id = o.src_id)",
+        ],
+        "missing table": ["drop table dds.products"],
+    }
+    expected = {
+        "double-loaded batch": {"dds.orders: exactly one current version per key"},
+        "missing shop": {"dds.customers has rows of every shop", "dds.customers: every stable source row is loaded"},
+        "overlapping interval": {"dds.products: contiguous versions: next eff_from = previous eff_to + 1 second"},
+        "lost update": {"dds.orders: current values equal the source"},
+        "missing table": {"dds.products exists"},
+    }
+    for number, (variant, statements) in enumerate(broken.items()):
+        database = copy_database(dwh, f"{dwh.name}_broken_{number}")
+        try:
+            mutate(dwh, database, statements)
+            failed = failing(check("G3_Middle", dbs, database))
+        finally:
+            dwh.server.drop_database(database)
+        assert expected[variant] <= failed, f"{variant}: expected {expected[variant]} among failures {failed}"
+        unrelated = {name for name in failed if not any(t in name for t in ("orders", "products", "customers"))}
+        assert not unrelated, f"{variant}: unexpected failures {unrelated}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grade", ["G2_Junior", "G3_Middle"])
+def test_untouched_starters_fail_every_table(dbs, grade):
+    """The starters define no load: the warehouse stays empty and every table check fails."""
+    failed = failing(check(grade, dbs))
+    assert {"dds.customers exists", "dds.orders exists", "dds.products exists"} <= failed
+
+
+@pytest.mark.slow
+def test_g2_checker_passes_on_the_reference_without_history_and_catches_duplicates(airflow, dbs, tmp_path):
+    load(airflow, dbs, tmp_path, edit=without_history)
+    assert failing(check("G2_Junior", dbs)) == set()
+    database = copy_database(dbs["dwh"], f"{dbs['dwh'].name}_dup")
+    try:
+        mutate(
+            dbs["dwh"],
+            database,
+            ["alter table dds.orders drop constraint orders_pkey", "insert into dds.orders select * from dds.orders"],
+        )
+        failed = failing(check("G2_Junior", dbs, database))
+    finally:
+        dbs["dwh"].server.drop_database(database)
+    assert "dds.orders: no duplicate keys" in failed
+
+
+@pytest.mark.slow
+def test_g1_checker_passes_on_the_reference_and_fails_on_the_starter(airflow, dbs, tmp_path, monkeypatch):
+    load(airflow, dbs, tmp_path)
+    assert failing(check("G1_Intern", dbs, dags_dir=G0.dags_dir, tmp_path=tmp_path)) == set()
+
+    starter = Grade.named("G1_Intern").dags_dir
+    fresh = copy_database(dbs["dwh"], f"{dbs['dwh'].name}_starter")
+    mutate(dbs["dwh"], fresh, ["drop schema dds cascade", "drop schema stg cascade"])
+    dbs_starter = {**dbs, "dwh": replace(dbs["dwh"], name=fresh)}
+    monkeypatch.setenv("AIRFLOW_CONN_DWH_CONN", airflow_conn(dbs_starter["dwh"]))
+    try:
+        load(airflow, dbs_starter, tmp_path, dags_dir=starter)
+        failed = failing(check("G1_Intern", dbs_starter, dags_dir=starter, tmp_path=tmp_path / "s"))
+    finally:
+        dbs["dwh"].server.drop_database(fresh)
+    assert {"dds.customers exists", "dds.products exists", "dds.orders has rows of every shop"} <= failed
+    assert "a DAG with a BashOperator task exists" in failed
+    assert "dds.orders exists" not in failed
