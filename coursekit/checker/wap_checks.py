@@ -89,36 +89,36 @@ def check_quarantine_tables(ctx: Context) -> Iterable[CheckResult]:
 
 def check_bad_rows_held_with_reasons(ctx: Context) -> Iterable[CheckResult]:
     generator = _generator_columns(ctx)
+    held_total, bad_tables = 0, []
     for table in ctx.stack.tables:
-        columns = _columns(ctx, "quarantine", table.name)
-        reason = _reason_column(columns)
+        spec = generator.get(table.name, {})
+        if any(c.get("invalid_share") or c.get("late_share") for c in spec.values()):
+            bad_tables.append(table.name)
+        reason = _reason_column(_columns(ctx, "quarantine", table.name))
         if not reason:
             continue
-        spec = generator.get(table.name, {})
-        bad_by_design = any(c.get("invalid_share") or c.get("late_share") for c in spec.values())
-        reason_id = sql.Identifier(reason)
-        (held, without_reason) = ctx.query(
-            # NULL, '' and an empty array '{}' all say nothing.
-            sql.SQL(
-                "select count(*), count(*) filter (where coalesce(nullif({r}::text, ''), '{{}}') = '{{}}') from {q}"
-            ).format(r=reason_id, q=_quarantine(table))
-        )[0]
-        if bad_by_design:
-            yield CheckResult(
-                "failing rows are kept on the side",
-                f"quarantine.{table.name}: the shops' bad rows are held",
-                held > 0,
-                "some rows (the generator makes late references and invalid values here)",
-                f"{held} rows",
-                "" if held else "the audit lets everything through: are the rules of this table declared?",
-            )
+        # NULL, '' and an empty array '{}' all say nothing.
+        statement = sql.SQL(
+            "select count(*), count(*) filter (where coalesce(nullif({r}::text, ''), '{{}}') = '{{}}') from {q}"
+        ).format(r=sql.Identifier(reason), q=_quarantine(table))
+        held, without_reason = ctx.query(statement)[0]
+        held_total += held
         yield CheckResult(
             "failing rows are kept on the side",
             f"quarantine.{table.name}: every held row says why",
             without_reason == 0,
             f"{reason} names the rules each row broke",
-            f"{without_reason} rows without a reason" if without_reason else "ok",
+            f"{without_reason} of {held} rows without a reason" if without_reason else f"ok ({held} rows)",
             "" if without_reason == 0 else f"store the failed rules' names in {reason}",
+        )
+    if bad_tables:
+        yield CheckResult(
+            "failing rows are kept on the side",
+            "the shops' bad rows are held in quarantine",
+            held_total > 0,
+            f"some rows: the shops make late references and invalid values in {', '.join(bad_tables)}",
+            f"{held_total} rows held",
+            "" if held_total else "the audit lets everything through: are the rules declared?",
         )
 
 
