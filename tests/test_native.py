@@ -60,6 +60,12 @@ def native(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.
     )
 
 
+def cli_json(stdout: str) -> list:
+    """The JSON line of an Airflow CLI answer (it also prints log lines to stdout)."""
+    lines = [line for line in stdout.splitlines() if line.startswith("[")]
+    return json.loads(lines[-1]) if lines else []
+
+
 def live_pids(run_dir: Path) -> list[int]:
     """Processes started for this run dir that still live (zombies do not count)."""
     found = []
@@ -201,3 +207,22 @@ def test_a_taken_port_is_named_with_the_variable_that_moves_it(grade_copy):
     assert result.returncode == 1
     assert f"port 127.0.0.1:{ports['PG_DWH_PORT']} (pg-dwh) is already taken" in result.stderr
     assert "PG_DWH_PORT=" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grade", ["G1_Intern", "G2_Junior", "G3_Middle", "G4_Senior"])
+def test_every_grade_starts_natively_and_its_dags_parse(grade_copy, tmp_path, grade):
+    args, env, _ = grade_copy(grade)
+    started = native("run", *args, env=env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    errors = native("airflow", *args, "--", "dags", "list-import-errors", "-o", "json", env=env)
+    assert errors.returncode == 0, errors.stderr
+    assert cli_json(errors.stdout) == [], errors.stdout
+    listed = cli_json(native("airflow", *args, "--", "dags", "list", "-o", "json", env=env).stdout)
+    dag_ids = {dag["dag_id"] for dag in listed}
+    assert {"hello_world", "taskflow_example"} <= dag_ids
+    if grade == "G1_Intern":
+        assert "load_shops_to_dwh" in dag_ids, "G1's reference DAG parses with the starter config"
+    assert all(str(dag["is_paused"]) == "True" for dag in listed), "DAGs start paused"
+    stopped = native("stop", *args, env=env)
+    assert stopped.returncode == 0 and live_pids(tmp_path) == []
