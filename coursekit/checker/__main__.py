@@ -98,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for a fresh DAG run (default 300)")
     parser.add_argument("--dag-id", help="wait for this DAG (default: any DAG except the newcomer examples)")
     parser.add_argument("--no-wait", action="store_true", help="check the warehouse as it is, without waiting")
-    parser.add_argument("--grades-root", type=Path, default=REPO_ROOT, help="folder holding the grade folders")
+    parser.add_argument(
+        "--grades-root",
+        type=Path,
+        default=Path(os.environ.get("COURSEKIT_GRADES_ROOT", REPO_ROOT)),
+        help="folder holding the grade folders",
+    )
     options = parser.parse_args(argv)
     console = Console(width=160)
     plan, scd2 = PLANS[options.grade]

@@ -32,10 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--grade", default=os.environ.get("GRADE", "G0_Trainee"), choices=GRADES)
     parser.add_argument(
-        "--grades-root", type=Path, default=REPO_ROOT, help="folder holding the grade folders (default: this repo)"
+        "--grades-root",
+        type=Path,
+        default=Path(os.environ.get("COURSEKIT_GRADES_ROOT", REPO_ROOT)),
+        help="folder holding the grade folders (default: this repo)",
     )
     parser.add_argument(
-        "--run-dir", type=Path, default=REPO_ROOT / ".run", help="where native data and state live (default: .run/)"
+        "--run-dir",
+        type=Path,
+        default=Path(os.environ.get("COURSEKIT_RUN_DIR", REPO_ROOT / ".run")),
+        help="where native data and state live (default: .run/)",
     )
     argv = sys.argv[1:] if argv is None else argv
     airflow_args = argv[argv.index("--") + 1 :] if "--" in argv else []
