@@ -20,12 +20,34 @@ from coursekit.pipeline.staging import TECHNICAL_COLUMNS, read_batch
 log = logging.getLogger(__name__)
 
 
+def utc_text(batch):
+    """Time-zoned timestamp columns as text: `2025-01-01 00:00:01.250000+00`.
+
+    Arrow's CSV writer formats a zoned timestamp through its time-zone database,
+    value by value; with three timestamptz columns that was most of a 100,000-row
+    load (0.45 s of 0.96 s). Whatever the zone, Arrow stores UTC instants, so
+    dropping the zone gives their UTC wall-clock time, and the explicit `+00`
+    tells Postgres so: the same instants, about twenty times faster. NULLs stay
+    NULL, so COPY still tells them from values.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for column in batch.columns:
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            wall_clock = column.cast(pa.timestamp(column.type.unit)).cast(pa.string())
+            column = pc.binary_join_element_wise(wall_clock, "+00", "")
+        columns.append(column)
+    return pa.table(columns, names=batch.column_names)
+
+
 def to_csv(batch) -> io.BytesIO:
     """Arrow table -> CSV bytes for COPY: values quoted, NULLs bare and empty."""
     import pyarrow.csv as pacsv
 
     buffer = io.BytesIO()
-    pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    pacsv.write_csv(utc_text(batch), buffer, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
     buffer.seek(0)
     return buffer
 
