@@ -22,7 +22,8 @@ For each table in `pipeline.yaml` (one task group per table):
 
 Dimensions before facts: a table's audit waits until every table its
 references point at is published, so `orders` are checked against the
-customers and products of this very run.
+customers and products of this very run. Facts are extracted first, so the
+dimensions read a moment later hold every customer those orders could see.
 
 Concepts: Write-Audit-Publish, data contracts as config, quarantine and
 replay, atomic publish, fail-fast thresholds. Code: `coursekit/pipeline/audit.py`.
@@ -130,10 +131,10 @@ def load_shops_to_dwh_wap():
     tables_ready = create_tables()
     create_schemas >> tables_ready
 
-    audited, published = {}, {}
+    extracted, audited, published = {}, {}, {}
     for table_name in CONFIG.tables:
         with TaskGroup(group_id=table_name):
-            batches = [
+            batches = extracted[table_name] = [
                 extract.override(task_id=f"extract_{source.slug}")(table_name, source.src_id)
                 for source in CONFIG.sources
             ]
@@ -142,10 +143,15 @@ def load_shops_to_dwh_wap():
             dds_table = Asset(name=f"dds.{table_name}", uri=f"postgres://pg-dwh:5432/dwh/dds/{table_name}")
             published[table_name] = publish.override(outlets=[dds_table])(table_name, audited[table_name])
 
-    # Dimensions before facts: orders are audited against customers and products this run published.
     for table_name, table in CONFIG.tables.items():
         for parent in table.audit.references.values() if table.audit else []:
+            # Dimensions are published before facts: orders are audited against this run's customers.
             published[parent] >> audited[table_name]
+            # Facts are READ before their dimensions: every customer an order saw then is in the
+            # customers read a moment later. The other way round, an order placed between the two
+            # reads by a customer who signed up in between would be held for a run for nothing.
+            for fact_extract in extracted[table_name]:
+                fact_extract >> extracted[parent]
 
 
 load_shops_to_dwh_wap()

@@ -1,0 +1,237 @@
+"""Measurements: the warehouse's view (rows landed, latency) and the machine's (CPU, memory).
+
+CPU of short-lived processes (Airflow starts one per task) would be missed by
+sampling live processes only. A process's `children_*` CPU times include its
+reaped children, so a group's CPU is the sum over its live processes of their
+own plus their reaped children's times: nothing is lost when a task ends.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+import psutil
+from psycopg2 import sql
+
+_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+BUCKET = "30 seconds"
+
+
+@cache
+def _statements() -> dict[str, str]:
+    text = (Path(__file__).with_name("sql") / "measure.sql").read_text(encoding="utf-8")
+    parts = _HEADER.split(text)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def statement(name: str, **parts: sql.Composable) -> sql.Composed:
+    """A named statement of sql/measure.sql with its identifiers filled in."""
+    return sql.SQL(_statements()[name]).format(**parts)
+
+
+def query(conn, composed: sql.Composable, params: dict | None = None) -> list[tuple]:
+    """Read-only: the transaction ends either way, so a failed read leaves the connection usable."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(composed, params)
+            return cur.fetchall()
+    finally:
+        conn.rollback()
+
+
+def now(conn) -> datetime:
+    """The database's clock: every window of the test is measured on it."""
+    return query(conn, sql.SQL("select now()"))[0][0]
+
+
+@dataclass
+class Table:
+    name: str
+    key: str
+
+
+def _first_versions(tables: list[Table]) -> sql.Composable:
+    return sql.SQL(" union all ").join(
+        statement(
+            "first_versions",
+            dds_table=sql.Identifier("dds", t.name),
+            key=sql.Identifier(t.key),
+            increment=sql.Identifier("created_at"),
+        )
+        for t in tables
+    )
+
+
+def rows_written(dwh) -> int:
+    return query(dwh, statement("rows_written"))[0][0]
+
+
+def lag_seconds(dwh, table: Table, src_ids: list[str], now: datetime) -> float | None:
+    """How far dds.<table> is behind `now` (the newest row it holds, worst shop)."""
+    newest = [
+        query(
+            dwh,
+            statement(
+                "newest_row", dds_table=sql.Identifier("dds", table.name), increment=sql.Identifier("created_at")
+            ),
+            {"src_id": src_id},
+        )[0][0]
+        for src_id in src_ids
+    ]
+    if any(n is None for n in newest):
+        return None
+    return (now - min(newest)).total_seconds()
+
+
+def window_latency(dwh, tables: list[Table], start: datetime, end: datetime) -> tuple[int, float, float, float]:
+    """(keys, p50, p95, max) seconds for keys created in [start, end) that have landed."""
+    rows = query(
+        dwh, statement("latency_of_window", first_versions=_first_versions(tables)), {"start": start, "end": end}
+    )
+    count, p50, p95, worst = rows[0]
+    return count, p50 or 0.0, p95 or 0.0, worst or 0.0
+
+
+def landed_in_window(dwh, tables: list[Table], start: datetime, end: datetime) -> int:
+    return sum(
+        query(
+            dwh, statement("landed_in_window", dds_table=sql.Identifier("dds", t.name)), {"start": start, "end": end}
+        )[0][0]
+        for t in tables
+    )
+
+
+def source_rows(shop_conn, tables: list[Table], start: datetime, end: datetime) -> int:
+    return sum(
+        query(
+            shop_conn,
+            statement("source_rows", source_table=sql.Identifier(t.name), increment=sql.Identifier("created_at")),
+            {"start": start, "end": end},
+        )[0][0]
+        for t in tables
+    )
+
+
+def caught_up(dwh, shops: dict[str, object], src_ids: dict[str, str], tables: list[Table]) -> bool:
+    """dds holds each shop's newest row of every table (the last tick has arrived)."""
+    for shop, conn in shops.items():
+        for t in tables:
+            newest_source = query(
+                conn,
+                statement(
+                    "newest_source_row", source_table=sql.Identifier(t.name), increment=sql.Identifier("created_at")
+                ),
+            )[0][0]
+            newest_dds = query(
+                dwh,
+                statement(
+                    "newest_row", dds_table=sql.Identifier("dds", t.name), increment=sql.Identifier("created_at")
+                ),
+                {"src_id": src_ids[shop]},
+            )[0][0]
+            if newest_source is not None and (newest_dds is None or newest_dds < newest_source):
+                return False
+    return True
+
+
+def series(dwh, tables: list[Table], since: datetime, until: datetime) -> dict[str, list]:
+    """Per 30-second bucket: versions landed, and latency (p50, p95, max) of keys that arrived then."""
+    params = {"bucket": BUCKET, "origin": since, "since": since, "start": since, "end": until}
+    landed: dict[datetime, int] = {}
+    for t in tables:
+        for bucket, count in query(dwh, statement("landed", dds_table=sql.Identifier("dds", t.name)), params):
+            landed[bucket] = landed.get(bucket, 0) + count
+    latency = query(dwh, statement("latency_by_arrival", first_versions=_first_versions(tables)), params)
+    return {"landed": sorted(landed.items()), "latency": latency}
+
+
+@dataclass
+class ResourceSample:
+    at: float  # seconds since the test started
+    cpu_cores: dict[str, float]  # group -> cores busy since the previous sample
+    rss_mib: dict[str, float]
+
+
+@dataclass
+class ResourceMonitor:
+    """CPU and memory of process groups (airflow, postgres, generators), sampled on demand."""
+
+    roots: Callable[[], dict[str, list[int]]]
+    started: float = field(default_factory=time.monotonic)
+    samples: list[ResourceSample] = field(default_factory=list)
+    _last: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def sample(self) -> ResourceSample:
+        now = time.monotonic()
+        cpu, rss = {}, {}
+        for group, pids in self.roots().items():
+            total_cpu, total_rss = 0.0, 0
+            for process in _trees(pids):
+                try:
+                    times = process.cpu_times()
+                    total_cpu += times.user + times.system + times.children_user + times.children_system
+                    total_rss += process.memory_info().rss
+                except psutil.Error:
+                    continue
+            before = self._last.get(group)
+            cpu[group] = max(0.0, (total_cpu - before[1]) / (now - before[0])) if before else 0.0
+            rss[group] = total_rss / 2**20
+            self._last[group] = (now, total_cpu)
+        sample = ResourceSample(now - self.started, cpu, rss)
+        self.samples.append(sample)
+        return sample
+
+
+def _trees(pids: list[int]) -> list[psutil.Process]:
+    seen: dict[int, psutil.Process] = {}
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for process in [root, *root.children(recursive=True)]:
+                seen[process.pid] = process
+        except psutil.Error:
+            continue
+    return list(seen.values())
+
+
+def processes_by_name(exclude: Callable[[], list[int]]) -> Callable[[], dict[str, list[int]]]:
+    """Roots of Airflow and PostgreSQL processes found by name: for a stack this test did not start."""
+
+    def roots() -> dict[str, list[int]]:
+        groups: dict[str, dict[int, int]] = {"airflow": {}, "postgres": {}}
+        skip = set(exclude())
+        for process in psutil.process_iter(["pid", "ppid", "name", "cmdline"]):
+            info = process.info
+            if info["pid"] in skip:
+                continue
+            command = " ".join(info["cmdline"] or [])
+            if (info["name"] or "").startswith("postgres"):
+                groups["postgres"][info["pid"]] = info["ppid"]
+            elif "airflow" in command and "coursekit.loadtest" not in command:
+                groups["airflow"][info["pid"]] = info["ppid"]
+        return {
+            group: [pid for pid, parent in members.items() if parent not in members]
+            for group, members in groups.items()
+        }
+
+    return roots
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    import platform
+
+    return {
+        "cpu cores (logical)": str(psutil.cpu_count()),
+        "cpu cores (physical)": str(psutil.cpu_count(logical=False)),
+        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "cpu": platform.processor() or platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,94 @@
+"""The load test: its load is the course's shop at scale, its report says what happened.
+
+The slow test runs `python -m coursekit.loadtest --short` for real (a private
+native copy of G4 with the reference solution, real generators, real Airflow)
+and reads the report it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from coursekit.generator.config import ShopConfig, check_config
+from coursekit.grade import Grade
+from coursekit.loadtest.__main__ import parse_args
+from coursekit.loadtest.load import scaled_config
+from coursekit.loadtest.measure import ResourceSample
+from coursekit.loadtest.report import Phase, Run, best_phase, write
+
+G4 = Grade.named("G4_Senior")
+
+
+def test_a_rate_scales_every_table_like_the_shop_and_updates_60_percent():
+    base = json.loads(G4.generator_config.read_text())
+    scaled = scaled_config(base, 140)
+    inserts = {name: spec["insert_rows_per_tick"] for name, spec in scaled["tables"].items()}
+    assert inserts == {"customers": 30, "products": 10, "orders": 100}  # 3 : 1 : 10, like the config
+    for spec in scaled["tables"].values():
+        assert spec["update_rows_per_tick"] == round(0.6 * spec["insert_rows_per_tick"])
+    assert scaled["tables"]["orders"]["columns"] == base["tables"]["orders"]["columns"], "bad values and late refs kept"
+    assert check_config(ShopConfig.model_validate(scaled), "en_US") == []
+
+
+def test_options_default_to_ten_minutes_and_short_is_for_ci():
+    assert (parse_args([]).duration, parse_args([]).rates) == (600, [50, 200, 500])
+    short = parse_args(["--short"])
+    assert short.duration <= 120 and len(short.rates) == 2
+    with pytest.raises(SystemExit):
+        parse_args(["--rates", "300,100"])
+
+
+def test_the_report_names_the_highest_rate_that_keeps_up(tmp_path):
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    phases = [
+        Phase(100, start, start + timedelta(minutes=2), 24_000, 38_000, 23_900, 40, 80, 120),
+        Phase(300, start + timedelta(minutes=2), start + timedelta(minutes=4), 72_000, 110_000, 71_000, 60, 200, 260),
+        Phase(900, start + timedelta(minutes=4), start + timedelta(minutes=6), 150_000, 150_000, 90_000, 200, 420, 500),
+    ]
+    assert best_phase(phases).rate == 300, "900/s: p95 over 5 minutes and many keys not landed"
+    samples = [
+        ResourceSample(s * 5.0, {"airflow": 1.2, "postgres": 0.4}, {"airflow": 900, "postgres": 300}) for s in range(10)
+    ]
+    series = {
+        "landed": [(start + timedelta(seconds=30 * i), 1000 + i) for i in range(12)],
+        "latency": [(start + timedelta(seconds=30 * i), 10, 50.0, 90.0, 120.0) for i in range(12)],
+    }
+    run = Run("G4_Senior", "test", start, {"cpu cores (logical)": "2"}, {}, phases, series, samples, [], 30.0)
+    report = write(run, tmp_path / "report")
+    text = report.read_text()
+    assert "**300 inserts/s per shop**" in text and "550,000 rows landed per 10 minutes" in text
+    for plot in ("throughput.png", "latency.png", "resources.png"):
+        assert (tmp_path / "report" / plot).stat().st_size > 10_000
+        assert f"![{plot}]({plot})" in text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_short_load_test_writes_a_report_and_leaves_the_wap_invariants_holding(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "coursekit.loadtest", "--short", "--report-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (report,) = tmp_path.glob("*/report.md")
+    text = report.read_text()
+    rows = re.findall(r"^\| (\d+) \| \d+ \| [\d,]+ \| ([\d,]+) \|", text, re.MULTILINE)
+    assert [rate for rate, _ in rows] == ["20", "60"]
+    assert all(int(landed.replace(",", "")) > 0 for _, landed in rows), "rows landed in dds in every phase"
+    assert "cpu cores (logical)" in text and "memory:" in text
+    failed = [line for line in text.splitlines() if line.startswith("- FAIL")]
+    # Everything the G4 checker checks holds after the load; a release needs a late parent to
+    # arrive between two runs, which a 80-second test may not see.
+    assert all("quarantine rows were released" in line for line in failed), failed
+    assert "published or quarantined (ok" in text
+    for plot in ("throughput.png", "latency.png", "resources.png"):
+        assert Path(report.parent, plot).stat().st_size > 0
