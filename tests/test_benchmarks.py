@@ -1,0 +1,84 @@
+"""The SCD2 benchmark still runs and reports, at tiny sizes; no speed is asserted here.
+
+Timings on a shared CI machine say nothing; what must not rot is that `make
+bench` works, prints every figure it promises, and (for the SCD2 benchmark)
+that the loads it times produce a correct warehouse, which the benchmark checks
+itself and turns into a non-zero exit if not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+FIGURE = re.compile(r"^[a-z0-9_]+=[^\s=]+$")
+SCD2_FIGURES = (
+    "batch_rows",
+    "big_rows",
+    "small_rows",
+    "changed_rows",
+    "scd2_stg_load_s",
+    "scd2_merge_s",
+    "scd2_load_s",
+    "copy_s",
+    "naive_s",
+    "small_load_s",
+    "big_same_mix_load_s",
+    "scd2_rows_per_s",
+    "copy_rows_per_s",
+    "naive_rows_per_s",
+    "scd2_vs_copy_ratio",
+    "scd2_vs_naive_speedup",
+    "batch_cost_growth_10k_to_1m",
+)
+
+
+def run_benchmark(module: str, tmp_path: Path, *args: str) -> dict[str, str]:
+    """Run `python -m <module>` with its temp files under `tmp_path`; its key=value lines."""
+    work = tmp_path / "tmp"
+    work.mkdir()
+    env = {**os.environ, "TMPDIR": str(work)}
+    result = subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert list(work.iterdir()) == [], "the benchmark left files behind"
+    lines = result.stdout.strip().splitlines()
+    figures = dict(line.split("=", 1) for line in lines if FIGURE.match(line))
+    # key=value lines come last: scripts and people read the tail of the output.
+    assert figures and all(FIGURE.match(line) for line in lines[-len(figures) :]), result.stdout
+    return figures
+
+
+def no_server_left(tmp_path: Path) -> bool:
+    """No process runs from the benchmark's temp folder (its Postgres was stopped)."""
+    result = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    return str(tmp_path) not in result.stdout
+
+
+def test_scd2_benchmark_reports_every_figure_and_verifies_its_loads(tmp_path):
+    figures = run_benchmark(
+        "coursekit.bench.scd2_bench",
+        tmp_path,
+        *("--batch", "2000", "--big", "20000", "--small", "200", "--repeats", "1", "--naive-rows", "500"),
+    )
+    for key in SCD2_FIGURES:
+        assert key in figures, f"{key} missing from {sorted(figures)}"
+        assert float(figures[key]) > 0, f"{key}={figures[key]}"
+    assert (figures["batch_rows"], figures["big_rows"], figures["small_rows"]) == ("2000", "20000", "200")
+    assert figures["changed_rows"] == "400"  # 20 % of the batch: each one closed exactly one version
+    assert figures["naive_extrapolated"] == "1"  # timed on 500 rows, and the output says so
+    assert figures["verified_loads"] == "4" and figures["contract_violations"] == "0"
+    assert no_server_left(tmp_path)
+
+
+def test_scd2_benchmark_rejects_a_batch_larger_than_the_table(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "coursekit.bench.scd2_bench", "--batch", "30", "--big", "20", "--small", "10"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "--batch must be between 1 and --big" in result.stderr
