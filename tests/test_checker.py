@@ -196,3 +196,24 @@ def test_g1_checker_passes_on_the_reference_and_fails_on_the_starter(airflow, db
     assert {"dds.customers exists", "dds.products exists", "dds.orders has rows of every shop"} <= failed
     assert "a DAG with a BashOperator task exists" in failed
     assert "dds.orders exists" not in failed
+
+
+def test_a_stack_that_is_not_running_gets_a_clear_message():
+    """No database on the grade's ports: exit 2 and say how to start the stack, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from coursekit.pg import free_port
+
+    env = {**os.environ, **{v: str(free_port()) for v in ("PG_SHOP_1_PORT", "PG_SHOP_2_PORT", "PG_DWH_PORT")}}
+    result = subprocess.run(
+        [sys.executable, "-m", "coursekit.checker", "--grade", "G2_Junior", "--no-wait"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "cannot reach pg-dwh" in result.stdout and "make run GRADE=G2_Junior" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
