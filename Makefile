@@ -9,6 +9,7 @@
 #   make check   - check a running grade against its Definition of done (GRADE=G3_Middle)
 #   make test    - lint + the whole test suite (what CI runs)
 #   make bench   - benchmarks that print key=value figures
+#   make images  - regenerate images/ from a real run (manual, ~5 min; commit the result)
 #   make lock    - re-resolve constraints.txt from the names in pyproject.toml
 
 SHELL := /bin/bash
@@ -19,7 +20,7 @@ GRADE ?= G0_Trainee
 AIRFLOW_VERSION := 3.3.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv test lint bench lock clean run stop status reset memory airflow check
+.PHONY: help venv test lint bench lock clean run stop status reset memory airflow check images
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -47,6 +48,11 @@ check: venv
 
 airflow: venv
 	$(PY) -m coursekit.native airflow --grade $(GRADE) -- $(ARGS)
+
+images: venv
+	@command -v dot >/dev/null && command -v chromium >/dev/null || { \
+	  echo "make images needs Graphviz and Chromium: sudo apt-get install graphviz chromium fonts-dejavu-core"; exit 1; }
+	$(PY) -m coursekit.docs.images $(ARGS)
 
 bench: venv
 	$(PY) -m coursekit.bench.generator_bench
