@@ -82,3 +82,24 @@ def test_scd2_benchmark_rejects_a_batch_larger_than_the_table(tmp_path):
     )
     assert result.returncode != 0
     assert "--batch must be between 1 and --big" in result.stderr
+
+
+def test_scd2_benchmark_stopped_with_sigterm_leaves_nothing_behind(tmp_path):
+    work = tmp_path / "tmp"
+    work.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coursekit.bench.scd2_bench", "--batch", "2000", "--big", "20000", "--small", "200"],
+        env={**os.environ, "TMPDIR": str(work)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:  # wait until its server runs and the measurements started
+        if line.startswith("round 1/"):
+            break
+    process.terminate()
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 143, output
+    assert list(work.iterdir()) == [], "the benchmark left files behind"
+    assert no_server_left(tmp_path)

@@ -41,7 +41,9 @@ import argparse
 import os
 import secrets
 import shutil
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -420,10 +422,20 @@ def settle(server: EmbeddedPostgres, database: str) -> None:
     checkpoint writes sit in the kernel's cache and are written back seconds
     later, in the background: during the next measurement, which then timed the
     disk instead of the load (the same raw COPY took 0.25 s or 0.6 s depending on
-    what ran before it). CHECKPOINT and sync() do that work now, untimed.
+    what ran before it). CHECKPOINT, then fsync of the server's own files, does
+    that work now, untimed. Not sync(): that waits for every process's writes
+    on the machine, minutes on a busy one.
     """
     autocommit(server, database, "checkpoint")
-    os.sync()
+    for path in server.data_dir.rglob("*"):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, IsADirectoryError):  # dropped meanwhile, or a folder
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 # -- checks --------------------------------------------------------------------------
@@ -642,35 +654,30 @@ def prepare(server: EmbeddedPostgres, sizes: Sizes, staging: Path) -> Prepared:
 
 
 def measure_scd2(
-    server: EmbeddedPostgres, template: str, batch_file: Path, expected: Expected, repeats: int
-) -> list[Timing]:
-    """`repeats` SCD2 loads, each into a fresh copy of `template`; the first also checks the contract."""
-    timings = []
-    for repeat in range(repeats):
-        with copy_of(server, template, f"run_{template}_{repeat}") as database:
-            settle(server, database)
-            with closing(server.connect(database)) as conn:
-                timing, counts = scd2_load(conn, batch_file)
-                verify(conn, expected, counts, contract=repeat == 0)
-        timings.append(timing)
-    return timings
+    server: EmbeddedPostgres, template: str, batch_file: Path, expected: Expected, contract: bool
+) -> Timing:
+    """One SCD2 load into a fresh copy of `template`, then its checks (untimed)."""
+    with copy_of(server, template, f"run_{template}") as database:
+        settle(server, database)
+        with closing(server.connect(database)) as conn:
+            timing, counts = scd2_load(conn, batch_file)
+            verify(conn, expected, counts, contract=contract)
+    return timing
 
 
-def measure_copy(server: EmbeddedPostgres, database: str, batch_file: Path, rows: int, repeats: int) -> list[float]:
-    """`repeats` raw COPYs, the target emptied (untimed) before each."""
-    seconds = []
+def measure_copy(server: EmbeddedPostgres, database: str, batch_file: Path, rows: int) -> float:
+    """One raw COPY into the emptied target table, then a count of what arrived."""
     with closing(server.connect(database)) as conn:
-        for _ in range(repeats):
-            with conn, conn.cursor() as cur:
-                cur.execute("truncate public.copy_target")
-            settle(server, database)
-            seconds.append(raw_copy(conn, batch_file))
-            with conn.cursor() as cur:
-                cur.execute("select count(*) from public.copy_target")
-                (copied,) = cur.fetchone()
-            conn.rollback()
-            if copied != rows:
-                raise BenchmarkError(f"raw COPY stored {copied} rows, expected {rows}")
+        with conn, conn.cursor() as cur:
+            cur.execute("truncate public.copy_target")
+        settle(server, database)
+        seconds = raw_copy(conn, batch_file)
+        with conn.cursor() as cur:
+            cur.execute("select count(*) from public.copy_target")
+            (copied,) = cur.fetchone()
+        conn.rollback()
+    if copied != rows:
+        raise BenchmarkError(f"raw COPY stored {copied} rows, expected {rows}")
     return seconds
 
 
@@ -678,7 +685,7 @@ def measure_naive(server: EmbeddedPostgres, template: str, batch_file: Path, siz
     """One naive load of the first `naive_rows` batch rows into a fresh copy of `template`."""
     mask = sizes.changed_mask()[: sizes.naive_rows]
     expected = Expected(new=0, changed=int(mask.sum()), unchanged=int((~mask).sum()))
-    with copy_of(server, template, f"run_naive_{method or 'executemany'}") as database:
+    with copy_of(server, template, "run_naive") as database:
         settle(server, database)
         engine = naive_engine(server, database)
         try:
@@ -708,17 +715,21 @@ def run(sizes: Sizes, work_dir: Path, say: Callable[[str], None]) -> dict[str, f
             new=sizes.batch - sizes.overlap, changed=overlap_changed, unchanged=sizes.overlap - overlap_changed
         )
 
-        say("1. SCD2 load into the big dds ...")
-        big = measure_scd2(server, prepared.big, prepared.batch_file, in_big, sizes.repeats)
-        say("2. raw COPY into an empty table ...")
-        copies = measure_copy(server, prepared.copy, prepared.batch_file, sizes.batch, sizes.repeats)
-        say(f"3. naive loader on {sizes.naive_rows:,} rows ...")
+        # Rounds rather than one measurement after the other: when other work on the
+        # machine comes and goes, it then slows every measurement alike, and the
+        # ratios between them stay meaningful.
+        big, copies, small, big_same_mix = [], [], [], []
+        for round_ in range(1, sizes.repeats + 1):
+            say(f"round {round_}/{sizes.repeats}: SCD2 load into the big dds, raw COPY, small dds, same-mix big dds")
+            check_contract = round_ == 1
+            big.append(measure_scd2(server, prepared.big, prepared.batch_file, in_big, check_contract))
+            copies.append(measure_copy(server, prepared.copy, prepared.batch_file, sizes.batch))
+            small.append(measure_scd2(server, prepared.small, prepared.batch_file, same_mix, check_contract))
+            big_same_mix.append(measure_scd2(server, prepared.same_mix, prepared.batch_file, same_mix, check_contract))
+        say(f"naive loader on {sizes.naive_rows:,} rows ...")
         # pandas' default method (executemany, which SQLAlchemy batches into multi-row
         # INSERTs): faster here than method="multi", so the fairer of the two.
         naive = measure_naive(server, prepared.big, prepared.batch_file, sizes, None)
-        say("4. the same batch into the small dds and into a big dds with the same overlap ...")
-        small = measure_scd2(server, prepared.small, prepared.batch_file, same_mix, sizes.repeats)
-        big_same_mix = measure_scd2(server, prepared.same_mix, prepared.batch_file, same_mix, sizes.repeats)
     finally:
         server.stop()
 
@@ -773,6 +784,9 @@ def render(value: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     sizes = parse_sizes(argv)
+    # A plain SIGTERM would end Python without `finally`: the server and the temp
+    # folder would outlive the benchmark. As SystemExit, both are cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work_dir = Path(tempfile.mkdtemp(prefix="scd2-bench-"))
     try:
         figures = run(sizes, work_dir, lambda line: print(line, flush=True))
