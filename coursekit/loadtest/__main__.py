@@ -117,6 +117,7 @@ def drive(options, console, grade, grade_stack, roots, private, update_window, s
         dwh = opened.enter_context(grade_stack.connect_dwh())
         shops = {s.name: opened.enter_context(grade_stack.connect_shop(s)) for s in grade_stack.shops}
         written_at_start = _safe(lambda: measure.rows_written(dwh), 0)
+        started = _now(dwh)  # the plots' zero: the monitor's first sample, on the database's clock
         monitor.sample()
         with Live(console=console, refresh_per_second=1) as live:
             try:

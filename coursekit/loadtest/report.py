@@ -139,7 +139,7 @@ def _plots(run: Run, folder: Path) -> list[str]:
     names = []
     figure, axis = plt.subplots(figsize=(10, 4))
     landed = run.series.get("landed", [])
-    axis.plot([minutes(b) for b, _ in landed], [n * 20 for _, n in landed], marker=".")  # per 30 s -> per 10 min
+    axis.plot([minutes(b) for b, _ in landed], [n * 10 for _, n in landed], marker=".")  # per minute -> per 10
     axis.set(title="Throughput: rows landed in dds", xlabel="minutes since start", ylabel="rows per 10 minutes")
     mark_phases(axis)
     figure.tight_layout()
