@@ -31,6 +31,10 @@ class CheckResult:
     found: str
     hint: str = ""
 
+    def __post_init__(self) -> None:
+        if self.passed:
+            self.hint = ""  # a passing row needs no advice
+
 
 @dataclass
 class Context:
@@ -171,7 +175,7 @@ def check_ids_monotonic(ctx: Context) -> Iterable[CheckResult]:
         if "created_at" not in ctx.dds_columns(table.name):
             continue
         statement = sql.SQL(
-            "select src_id, {key} from (select src_id, {key}, created_at,"
+            "select {key}, src_id from (select src_id, {key}, created_at,"
             " lag(created_at) over (partition by src_id order by {key}) as previous from {t} {current}) as v"
             " where created_at < previous limit 5"
         ).format(
@@ -195,6 +199,10 @@ SCD2_CHECKS = {
     "interval_gaps": ("contiguous versions: next eff_from = previous eff_to + 1 second", "gaps or overlaps"),
     "repeated_versions": ("no two consecutive identical versions", "a version was opened without a change"),
     "sub_second": ("eff_from_dttm and eff_to_dttm in whole seconds", "use date_trunc('second', ...)"),
+    "first_version_start": (
+        "a key's first version starts at its created_at (to the second)",
+        "start the first version at the row's created_at, not at the time it was loaded",
+    ),
 }
 
 
@@ -237,7 +245,8 @@ def _dds(table: SourceTable) -> sql.Identifier:
 
 
 def _keys(rows: list[tuple]) -> str:
-    return ", ".join(":".join(str(v) for v in row[:2]) for row in rows[:5])
+    """Offending (key, src_id, ...) rows as `src_id:key`, the way the report names rows everywhere."""
+    return ", ".join(f"{row[1]}:{row[0]}" for row in rows[:5])
 
 
 Check = Callable[[Context], Iterable[CheckResult]]

@@ -42,11 +42,15 @@ def run_command(task: dict, staging: Path) -> subprocess.CompletedProcess[str]:
     import jinja2
 
     command = jinja2.Template(task["bash_command"]).render(params=task["params"])
-    env = {**os.environ, **task["env"], "STAGING_DIR": str(staging)}
+    # Like BashOperator: env= replaces the environment unless append_env=True.
+    base = os.environ if (not task["env"] or task["append_env"]) else {"PATH": os.environ.get("PATH", "")}
+    env = {**base, **task["env"], "STAGING_DIR": str(staging)}
     return subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
 
 
 def removes_only_old_files(task: dict) -> tuple[bool, str]:
+    if task["env"] and not task["append_env"] and "STAGING_DIR" not in task["env"]:
+        return False, "env= replaces the environment, so $STAGING_DIR never reaches the command (add append_env=True)"
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp) / "staging"
         old = staging / "load" / "run_old" / "orders" / "shop_1.parquet"

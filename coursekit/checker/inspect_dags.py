@@ -39,6 +39,7 @@ def describe(folder: str) -> dict:
                 "task_id": task.task_id,
                 "bash_command": task.bash_command,
                 "env": task.env or {},
+                "append_env": bool(getattr(task, "append_env", False)),
                 "params": {**dict(dag.params.dump()), **dict(task.params.dump())},
             }
             for task in dag.tasks
