@@ -1,7 +1,7 @@
 """Merge: this run's stg batch into dds, set-based, in one transaction per table.
 
 Every batch row is classified against the key's current dds row as new,
-changed or unchanged (one join, NULL-safe comparison). SCD2 tables close the
+changed or unchanged (one index lookup per row, NULL-safe comparison). SCD2 tables close the
 changed versions and insert new ones; tables without history overwrite in
 place. Unchanged keys are not touched, so merging the same batch twice changes
 nothing, and a merge killed half-way rolls back whole.
@@ -51,7 +51,7 @@ def merge_into_dds(dwh_conn, name: str, table: Table, run_id: str) -> dict[str, 
             statement = compose("merge", step, **parts)
             log.debug("SQL %s: %s", step, cur.mogrify(statement, params).decode())
             cur.execute(statement, params)
-        cur.execute(compose("merge", "summary"))
+        cur.execute(compose("merge", "summary", **parts), params)
         counts = {change: 0 for change in CHANGES} | dict(cur.fetchall())
     closed = counts["changed"] if table.scd2 else 0
     log.info(
