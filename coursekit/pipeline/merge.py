@@ -1,10 +1,10 @@
 """Merge: this run's stg batch into dds, set-based, in one transaction per table.
 
 Every batch row is classified against the key's current dds row as new,
-changed or unchanged (one index lookup per row, NULL-safe comparison). SCD2 tables close the
-changed versions and insert new ones; tables without history overwrite in
-place. Unchanged keys are not touched, so merging the same batch twice changes
-nothing, and a merge killed half-way rolls back whole.
+changed or unchanged (one index lookup per row, NULL-safe comparison). SCD2
+tables close the changed versions and insert new ones; tables without history
+overwrite in place. Unchanged keys are not touched, so merging the same batch
+twice changes nothing, and a merge killed half-way rolls back whole.
 """
 
 from __future__ import annotations
