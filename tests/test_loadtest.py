@@ -81,9 +81,12 @@ def test_a_short_load_test_writes_a_report_and_leaves_the_wap_invariants_holding
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (report,) = tmp_path.glob("*/report.md")
     text = report.read_text()
-    rows = re.findall(r"^\| (\d+) \| \d+ \| [\d,]+ \| ([\d,]+) \|", text, re.MULTILINE)
-    assert [rate for rate, _ in rows] == ["20", "60"]
-    assert all(int(landed.replace(",", "")) > 0 for _, landed in rows), "rows landed in dds in every phase"
+    rows = re.findall(r"^\| (\d+) \| \d+ \| [\d,]+ \| ([\d,]+) \| ([\d,]+) of ([\d,]+) \|", text, re.MULTILINE)
+    assert [row[0] for row in rows] == ["20", "60"]
+    number = lambda text: int(text.replace(",", ""))  # noqa: E731
+    # A 40-second phase may end before the first run lands anything; its rows land later.
+    assert sum(number(landed) for _, landed, _, _ in rows) > 0, "rows landed in dds"
+    assert all(number(keys) > 0.8 * number(made) for _, _, keys, made in rows), "each phase's new rows arrived"
     assert "cpu cores (logical)" in text and "memory:" in text
     failed = [line for line in text.splitlines() if line.startswith("- FAIL")]
     # Everything the G4 checker checks holds after the load; a release needs a late parent to
