@@ -1,6 +1,7 @@
 # One entry point for learners and contributors. Everything runs from the repo's
 # own virtualenv (.venv), created on first use from the pins in constraints.txt.
-#   make run     - start a grade natively (no Docker): GRADE=G0_Trainee by default
+#   make run     - start a grade natively (no Docker): GRADE=G0_Trainee by default;
+#                  SOLUTION=1 runs the grade's reference solution instead (G4_Senior)
 #   make stop    - stop the grade's native stack (data is kept)
 #   make status  - what runs, on which ports
 #   make reset   - stop and wipe the grade's native data, logs and staging files
@@ -9,6 +10,7 @@
 #   make check   - check a running grade against its Definition of done (GRADE=G3_Middle)
 #   make test    - lint + the whole test suite (what CI runs)
 #   make bench   - benchmarks that print key=value figures
+#   make loadtest GRADE=G4_Senior ARGS="--short" - drive the shops harder, measure, write loadtest-report/
 #   make images  - regenerate images/ from a real run (manual, ~5 min; commit the result)
 #   make lock    - re-resolve constraints.txt from the names in pyproject.toml
 
@@ -20,7 +22,7 @@ GRADE ?= G0_Trainee
 AIRFLOW_VERSION := 3.3.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv test lint bench lock clean run stop status reset memory airflow check images
+.PHONY: help venv test lint bench lock clean run stop status reset memory airflow check images loadtest
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -41,7 +43,10 @@ test: lint
 	$(PY) -m pytest
 
 run stop status reset memory: venv
-	$(PY) -m coursekit.native $@ --grade $(GRADE)
+	$(if $(SOLUTION),DAGS_DIR=../solution/dags) $(PY) -m coursekit.native $@ --grade $(GRADE)
+
+loadtest: venv
+	$(PY) -m coursekit.loadtest --grade $(GRADE) $(ARGS)
 
 check: venv
 	$(PY) -m coursekit.checker --grade $(GRADE) $(ARGS)

@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from coursekit.checker import checks
+from coursekit.checker import checks, wap_checks
 from coursekit.checker.airflow_api import AirflowClient, wait_for_run
 from coursekit.checker.checks import CheckResult, Context
 from coursekit.checker.cleanup import check_cleanup_dag
@@ -36,7 +36,7 @@ PLANS: dict[str, tuple[list[checks.Check], bool]] = {
     "G1_Intern": ([checks.check_tables_exist, checks.check_shops_loaded, check_cleanup_dag], True),
     "G2_Junior": (checks.G2_CHECKS, False),
     "G3_Middle": (checks.G3_CHECKS, True),
-    "G4_Senior": (checks.G3_CHECKS, True),
+    "G4_Senior": (wap_checks.g4_plan(), True),
 }
 
 
