@@ -30,8 +30,8 @@ is an error, not a figure. The figures are printed last, as `key=value` lines,
 with the machine's load average: on a shared machine other work inflates them.
 
 Sizes: `--batch`, `--big`, `--small`, `--changed-share`, `--repeats`,
-`--naive-rows`, `--seed`, or the same names as `SCD2_BENCH_BATCH` etc. in the
-environment (the command line wins). The defaults finish in about two minutes
+`--naive-rows`, `--naive-method`, `--seed`, or the same names as
+`SCD2_BENCH_BATCH` etc. in the environment (the command line wins). The defaults finish in about two minutes
 on two cores.
 """
 
@@ -143,7 +143,8 @@ class BenchmarkError(RuntimeError):
 
 @dataclass(frozen=True)
 class Sizes:
-    """How much data each part of the benchmark uses, and which keys play which role.
+    """How much data each part of the benchmark uses, which keys play which role, and
+    how the naive loader sends its rows.
 
     Keys are laid out so that one batch serves every measurement: the batch is
     the `batch` newest keys of the big dds (a lookback window reads the newest
@@ -157,6 +158,7 @@ class Sizes:
     changed_share: float
     repeats: int
     naive_rows: int
+    naive_method: str
     seed: int
 
     def check(self) -> None:
@@ -232,6 +234,13 @@ def parse_sizes(argv: list[str] | None) -> Sizes:
         default=option("naive_rows", 0, int),
         help="rows the naive loader is timed on (default: the whole batch); the figure is extrapolated per row",
     )
+    parser.add_argument(
+        "--naive-method",
+        choices=("executemany", "multi"),
+        default=os.environ.get("SCD2_BENCH_NAIVE_METHOD") or "executemany",
+        help="to_sql's method: executemany (pandas' default, method=None; SQLAlchemy batches it into "
+        "multi-row INSERTs) or multi (one INSERT per chunk); the default was 2-3x faster here, so the fairer",
+    )
     parser.add_argument("--seed", type=int, default=option("seed", 42, int), help="which rows change")
     args = parser.parse_args(argv)
     sizes = Sizes(
@@ -241,6 +250,7 @@ def parse_sizes(argv: list[str] | None) -> Sizes:
         changed_share=args.changed_share,
         repeats=args.repeats,
         naive_rows=args.naive_rows or args.batch,
+        naive_method=args.naive_method,
         seed=args.seed,
     )
     sizes.check()
@@ -681,7 +691,7 @@ def measure_copy(server: EmbeddedPostgres, database: str, batch_file: Path, rows
     return seconds
 
 
-def measure_naive(server: EmbeddedPostgres, template: str, batch_file: Path, sizes: Sizes, method: str | None) -> float:
+def measure_naive(server: EmbeddedPostgres, template: str, batch_file: Path, sizes: Sizes) -> float:
     """One naive load of the first `naive_rows` batch rows into a fresh copy of `template`."""
     mask = sizes.changed_mask()[: sizes.naive_rows]
     expected = Expected(new=0, changed=int(mask.sum()), unchanged=int((~mask).sum()))
@@ -690,6 +700,7 @@ def measure_naive(server: EmbeddedPostgres, template: str, batch_file: Path, siz
         engine = naive_engine(server, database)
         try:
             started = time.perf_counter()
+            method = None if sizes.naive_method == "executemany" else sizes.naive_method
             counts = naive_load(engine, batch_file, sizes.naive_rows, method)
             seconds = time.perf_counter() - started
         finally:
@@ -699,7 +710,7 @@ def measure_naive(server: EmbeddedPostgres, template: str, batch_file: Path, siz
     return seconds
 
 
-def run(sizes: Sizes, work_dir: Path, say: Callable[[str], None]) -> dict[str, float]:
+def run(sizes: Sizes, work_dir: Path, say: Callable[[str], None]) -> dict[str, float | str]:
     """Every measurement on one server; returns the figures."""
     began = time.perf_counter()
     spec = PostgresSpec("scd2-bench", "bench", secrets.token_hex(12), "bench", free_port())
@@ -726,9 +737,7 @@ def run(sizes: Sizes, work_dir: Path, say: Callable[[str], None]) -> dict[str, f
             copies.append(measure_copy(server, prepared.copy, prepared.batch_file, sizes.batch))
             small.append(measure_scd2(server, prepared.small, prepared.batch_file, same_mix, check_contract))
             big_same_mix.append(measure_scd2(server, prepared.same_mix, prepared.batch_file, same_mix, check_contract))
-            # pandas' default method (executemany, which SQLAlchemy batches into multi-row
-            # INSERTs): 2-3x faster here than method="multi", so the fairer of the two.
-            naive.append(measure_naive(server, prepared.big, prepared.batch_file, sizes, None))
+            naive.append(measure_naive(server, prepared.big, prepared.batch_file, sizes))
     finally:
         server.stop()
 
@@ -756,6 +765,7 @@ def run(sizes: Sizes, work_dir: Path, say: Callable[[str], None]) -> dict[str, f
         "copy_s": copy_s,
         "naive_rows_timed": sizes.naive_rows,
         "naive_extrapolated": int(sizes.naive_rows < sizes.batch),
+        "naive_method": sizes.naive_method,
         "naive_s": naive_s,
         "small_new_rows": same_mix.new,
         "small_load_s": small_s,
@@ -775,9 +785,9 @@ def run(sizes: Sizes, work_dir: Path, say: Callable[[str], None]) -> dict[str, f
     }
 
 
-def render(value: float) -> str:
-    """Whole numbers as such, seconds and ratios to three decimals."""
-    if isinstance(value, int):
+def render(value: float | str) -> str:
+    """Names and whole numbers as they are, other numbers to three decimals (or none from 1000)."""
+    if isinstance(value, str | int):
         return str(value)
     return f"{value:.0f}" if value >= 1000 else f"{value:.3f}"
 
