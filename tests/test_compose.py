@@ -31,6 +31,7 @@ import yaml
 
 from coursekit.envfiles import read_env_file
 from coursekit.grade import GRADES, REPO_ROOT, Grade
+from coursekit.native.compose import VARIABLE_PATTERN, interpolate  # the one implementation the runner uses
 from coursekit.pg import EmbeddedPostgres, PostgresSpec, bin_dir, free_port
 
 SCHEMA = REPO_ROOT / "tests" / "data" / "compose-spec.json"
@@ -84,28 +85,6 @@ def compose_path(grade: Grade) -> Path:
 def project_name(grade: Grade) -> str:
     """`G0_Trainee` -> `g0-trainee`: one Compose project (containers, volumes) per grade."""
     return grade.name.lower().replace("_", "-")
-
-
-_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
-
-
-def interpolate(text: str, env: dict[str, str]) -> str:
-    """Compose's variable substitution (`${X}`, `${X:-d}`, `${X-d}`, `$$`), strict about unset ones."""
-
-    def substitute(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, op, arg = match["name"], match["op"], match["arg"]
-        value = env.get(name)
-        if op == ":-":
-            return value or arg
-        if op == "-":
-            return arg if value is None else value
-        if value is None:
-            raise AssertionError(f"${{{name}}} is not set and has no default")
-        return value
-
-    return _VARIABLE.sub(substitute, text)
 
 
 def raw(grade: Grade) -> dict:
@@ -312,7 +291,7 @@ def test_every_variable_has_a_default_and_is_documented(grade):
     text = compose_path(grade).read_text(encoding="utf-8")
     header, body = text.split("\nname:", 1)
     code = [line.split(" #")[0] for line in body.splitlines() if not line.lstrip().startswith("#")]
-    for match in _VARIABLE.finditer("\n".join(code)):
+    for match in VARIABLE_PATTERN.finditer("\n".join(code)):
         if match.group(0) == "$$":
             continue
         name = match["name"]

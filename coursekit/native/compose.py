@@ -19,7 +19,7 @@ from typing import Any
 
 from coursekit.envfiles import read_env_files
 
-_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+VARIABLE_PATTERN = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 
 class ComposeError(ValueError):
@@ -44,12 +44,12 @@ def interpolate(text: str, env: Mapping[str, str], where: str = "compose file") 
             raise ComposeError(f"{where}: variable {name} is not set and has no default")
         return value
 
-    return _VARIABLE.sub(substitute, text)
+    return VARIABLE_PATTERN.sub(substitute, text)
 
 
 def port_variable(text: str) -> str | None:
     """The variable that sets the host part of "127.0.0.1:${VAR:-5435}:5432", e.g. VAR."""
-    names = [m["name"] for m in _VARIABLE.finditer(text) if m["name"]]
+    names = [m["name"] for m in VARIABLE_PATTERN.finditer(text) if m["name"]]
     return names[0] if names else None
 
 
