@@ -10,7 +10,8 @@ afterwards):
 1. the SCD2 load: a batch of `--batch` orders (all keys already in dds, a
    `--changed-share` of them changed, the rest identical to their current
    versions) into a dds holding `--big` current versions, through the real
-   code: `load_stg` (Parquet -> CSV -> COPY into the unlogged stg) and
+   code: `load_stg` (Parquet -> CSV -> COPY into the unlogged stg, which holds
+   the previous run's batch of the same keys, as in steady state) and
    `merge_into_dds`;
 2. the physical limit: the same Parquet file through the same CSV path
    (`copy_into`) into an empty plain table without indexes;
@@ -19,10 +20,14 @@ afterwards):
    `to_sql` (timed on `--naive-rows` rows and extrapolated per row if fewer);
 4. the same batch into a dds of `--small` rows, and into a dds of `--big` rows
    that shares exactly those rows with the batch: the same work against a
-   100 times larger table, which isolates the cost of table size.
+   100 times larger table, which isolates the cost of table size. (Against the
+   small dds most of the batch is new, so comparing it with step 1 compares
+   different work; that figure is printed too, as
+   `batch_cost_growth_step1_vs_10k`.)
 
 Every measured load starts from an identical copy of a prepared database
-(CREATE DATABASE ... TEMPLATE), so repeats measure the same work; the median is
+(CREATE DATABASE ... TEMPLATE), so repeats measure the same work. The
+measurements run in `--repeats` rounds of one each, and the median is
 reported. After each load the benchmark checks the result: the merge's counts,
 exactly one closed version per changed key, dds's current rows equal to the
 batch, and (once per table size) the whole warehouse contract. A wrong result
@@ -31,8 +36,8 @@ with the machine's load average: on a shared machine other work inflates them.
 
 Sizes: `--batch`, `--big`, `--small`, `--changed-share`, `--repeats`,
 `--naive-rows`, `--naive-method`, `--seed`, or the same names as
-`SCD2_BENCH_BATCH` etc. in the environment (the command line wins). The defaults finish in about two minutes
-on two cores.
+`SCD2_BENCH_BATCH` etc. in the environment (the command line wins). The
+defaults take two to three minutes on two cores.
 """
 
 from __future__ import annotations
