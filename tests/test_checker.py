@@ -58,7 +58,12 @@ def load(airflow, dbs: dict, tmp_path: Path, edit=big_lookback, dags_dir: Path =
 
 
 def check(
-    grade: str, dbs: dict, dwh_name: str | None = None, dags_dir: Path | None = None, tmp_path=None
+    grade: str,
+    dbs: dict,
+    dwh_name: str | None = None,
+    dags_dir: Path | None = None,
+    tmp_path=None,
+    update_window: int | None = None,
 ) -> dict[str, bool]:
     """Run the grade's checks against the test databases; returns check name -> passed."""
     stack = GradeStack(Grade.named(grade))
@@ -68,6 +73,8 @@ def check(
     stack.shops = [
         replace(s, port=dbs[s.name].port, env={**s.env, "POSTGRES_DB": dbs[s.name].name}) for s in stack.shops
     ]
+    if update_window is not None:  # the test's generators update rows only this far back
+        stack.shops = [replace(s, update_window_sec=update_window) for s in stack.shops]
     if dags_dir is not None:  # the folder the cleanup check inspects
         copy = tmp_path / "grade" / grade
         shutil.copytree(dags_dir, copy / "airflow_data" / "dags", dirs_exist_ok=True)
@@ -151,6 +158,24 @@ def test_g3_and_g0_checkers_pass_on_the_reference_and_catch_broken_warehouses(ai
         assert expected[variant] <= failed, f"{variant}: expected {expected[variant]} among failures {failed}"
         unrelated = {name for name in failed if not any(t in name for t in ("orders", "products", "customers"))}
         assert not unrelated, f"{variant}: unexpected failures {unrelated}"
+
+    # History overwritten instead of kept: decidable once the warehouse is older than the
+    # shops' update window plus the margin (the test's windows are tiny, its data seconds old).
+    database = copy_database(dwh, f"{dwh.name}_no_history")
+    try:
+        mutate(dwh, database, ["delete from dds.orders where eff_to_dttm <> '9999-12-31 23:59:59+00'"])
+        young = failing(check("G3_Middle", dbs, database))
+        import coursekit.checker.checks as checks_module
+
+        margin, checks_module.HISTORY_MARGIN_SEC = checks_module.HISTORY_MARGIN_SEC, 0
+        try:
+            old = failing(check("G3_Middle", dbs, database, update_window=1))
+        finally:
+            checks_module.HISTORY_MARGIN_SEC = margin
+    finally:
+        dwh.server.drop_database(database)
+    assert "dds.orders: updated keys have more than one version" not in young, "too early to tell is no failure"
+    assert "dds.orders: updated keys have more than one version" in old
 
 
 @pytest.mark.slow
