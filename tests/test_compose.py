@@ -452,6 +452,7 @@ SHARED_FILES = (
     "deploy/healthchecks/generator_health.py",
     "deploy/pgadmin/servers.json",
     "deploy/pgadmin/README.md",
+    "deploy/pgadmin/pgpass",
     "docker/airflow/Dockerfile",
     "docker/airflow/requirements.txt",
 )

@@ -63,7 +63,8 @@ def native(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.
 def cli_json(stdout: str) -> list:
     """The JSON line of an Airflow CLI answer (it also prints log lines to stdout)."""
     lines = [line for line in stdout.splitlines() if line.startswith("[")]
-    return json.loads(lines[-1]) if lines else []
+    assert lines, f"the Airflow CLI printed no JSON answer:\n{stdout[-2000:]}"
+    return json.loads(lines[-1])
 
 
 def live_pids(run_dir: Path) -> list[int]:
