@@ -25,7 +25,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: help venv test lint bench lock clean run stop status reset memory airflow check images loadtest
 
 help:
-	@grep -E '^#   make' Makefile | sed 's/^#   //'
+	@grep -E '^#   ' Makefile | sed 's/^#   //'
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
