@@ -227,3 +227,11 @@ def test_every_grade_starts_natively_and_its_dags_parse(grade_copy, tmp_path, gr
     assert all(str(dag["is_paused"]) == "True" for dag in listed), "DAGs start paused"
     stopped = native("stop", *args, env=env)
     assert stopped.returncode == 0 and live_pids(tmp_path) == []
+
+
+def test_a_missing_dags_folder_is_named_before_anything_starts(grade_copy, tmp_path):
+    args, env, _ = grade_copy("G2_Junior")
+    result = native("run", *args, env={**env, "DAGS_DIR": "../solution/dags"})
+    assert result.returncode == 1
+    assert "dags folder" in result.stderr and "solution/dags" in result.stderr
+    assert not (tmp_path / ".run" / "G2_Junior" / "pg").exists(), "nothing was started"

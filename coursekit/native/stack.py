@@ -138,6 +138,7 @@ class NativeStack:
             progress(f"found a stale state file of an earlier run ({self.state_file}); starting afresh")
         state = {"grade": self.grade.name, "pids": {}, "ports": state.get("ports", {})}
         self._check_ports_free()
+        self._check_dags_folder()
         self.save_state(state)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
 
@@ -168,6 +169,14 @@ class NativeStack:
         self._wait_for_airflow(state, progress)
         self._wait_for_generators(state)
         return self.endpoints()
+
+    def _check_dags_folder(self) -> None:
+        dags = self._host_path(f"{CONTAINER_AIRFLOW_HOME}/dags")
+        if not dags.is_dir():
+            raise StackError(
+                f"Airflow's dags folder {dags} does not exist. Check DAGS_DIR (SOLUTION=1 needs the grade's "
+                f"solution/dags folder, which only G4_Senior has)."
+            )
 
     def _check_ports_free(self) -> None:
         for service in self.services.values():
