@@ -4,8 +4,11 @@ The compose file and its env files are the grade's single configuration. This
 module extracts what a native run needs from them: which services exist, the
 ports they publish on 127.0.0.1, their env files, and where their mounted
 folders live on this machine. Variables are interpolated as Compose does
-(`${VAR}`, `${VAR:-default}`, `${VAR-default}`, `$$`), from the process
-environment, so `PG_DWH_PORT=15435 make run` moves a port in both worlds.
+(`${VAR}`, `${VAR:-default}`, `${VAR-default}`, `$$`), and resolved by Compose's
+rule: the shell environment first, then the `.env` file next to the compose
+file, then the file's own defaults. `compose_variables` is that rule, the one
+place every tool (make run, make check, make loadtest) takes variables from, so
+`PG_DWH_PORT=15435` in the shell or in `deploy/.env` moves a port in both worlds.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coursekit.envfiles import read_env_files
+from coursekit.envfiles import EnvFileError, parse_env_text, read_env_files
 
 VARIABLE_PATTERN = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
@@ -45,6 +48,23 @@ def interpolate(text: str, env: Mapping[str, str], where: str = "compose file") 
         return value
 
     return VARIABLE_PATTERN.sub(substitute, text)
+
+
+def compose_variables(deploy_dir: Path, shell: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Variables as `docker compose` sees them in `deploy_dir`: the shell wins over `.env` there.
+
+    Compose reads `.env` from the project folder (the compose file's folder) by itself; a learner
+    who moves a port there must find every other tool of the course on the moved port too.
+    """
+    shell = os.environ if shell is None else shell
+    dotenv = deploy_dir / ".env"
+    try:
+        from_file = parse_env_text(dotenv.read_text(encoding="utf-8"), str(dotenv))
+    except FileNotFoundError:
+        from_file = {}
+    except EnvFileError as exc:
+        raise ComposeError(str(exc)) from None
+    return {**from_file, **shell}
 
 
 def port_variable(text: str) -> str | None:
@@ -129,10 +149,14 @@ def _mounts(service: str, entries: list[Any], base: Path, env: Mapping[str, str]
 
 
 def load_compose(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Service]:
-    """Services of a compose file, with ports, env files and bind mounts resolved."""
+    """Services of a compose file, with ports, env files and bind mounts resolved.
+
+    `env` stands for the shell environment (default: this process's); the `.env` file next to the
+    compose file fills in what it does not set, as in Compose (`compose_variables`).
+    """
     import yaml
 
-    env = os.environ if env is None else env
+    env = compose_variables(path.parent, env)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
