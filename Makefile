@@ -1,7 +1,7 @@
 # One entry point for learners and contributors. Everything runs from the repo's
 # own virtualenv (.venv), created on first use from the pins in constraints.txt.
 #   make run     - start a grade natively (no Docker): GRADE=G0_Trainee by default;
-#                  SOLUTION=1 runs the grade's reference solution instead (G4_Senior)
+#                  SOLUTION=1 runs the grade's reference solution (its solution/dags) instead
 #   make stop    - stop the grade's native stack (data is kept)
 #   make status  - what runs, on which ports
 #   make reset   - stop and wipe the grade's native data, logs and staging files
@@ -13,6 +13,7 @@
 #   make loadtest GRADE=G4_Senior ARGS="--short" - drive the shops harder, measure, write loadtest-report/
 #   make images  - regenerate images/ from a real run (manual, ~5 min; commit the result)
 #   make lock    - re-resolve constraints.txt from the names in pyproject.toml
+#   make sync-grades - write the files every grade copies from G0_Trainee (compose, env, image, solutions)
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -22,7 +23,7 @@ GRADE ?= G0_Trainee
 AIRFLOW_VERSION := 3.3.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv test lint bench lock clean run stop status reset memory airflow check images loadtest
+.PHONY: help venv test lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades
 
 help:
 	@grep -E '^#   ' Makefile | sed 's/^#   //'
@@ -58,6 +59,9 @@ images: venv
 	@command -v dot >/dev/null && command -v chromium >/dev/null || { \
 	  echo "make images needs Graphviz and Chromium: sudo apt-get install graphviz chromium fonts-dejavu-core"; exit 1; }
 	$(PY) -m coursekit.docs.images $(ARGS)
+
+sync-grades: venv
+	$(PY) -m coursekit.sync
 
 bench: venv
 	$(PY) -m coursekit.bench.generator_bench

@@ -231,7 +231,7 @@ def test_every_grade_starts_natively_and_its_dags_parse(grade_copy, tmp_path, gr
 
 def test_a_missing_dags_folder_is_named_before_anything_starts(grade_copy, tmp_path):
     args, env, _ = grade_copy("G2_Junior")
-    result = native("run", *args, env={**env, "DAGS_DIR": "../solution/dags"})
+    result = native("run", *args, env={**env, "DAGS_DIR": "../no_such_folder/dags"})
     assert result.returncode == 1
-    assert "dags folder" in result.stderr and "solution/dags" in result.stderr
+    assert "dags folder" in result.stderr and "no_such_folder/dags" in result.stderr
     assert not (tmp_path / ".run" / "G2_Junior" / "pg").exists(), "nothing was started"

@@ -174,8 +174,8 @@ class NativeStack:
         dags = self._host_path(f"{CONTAINER_AIRFLOW_HOME}/dags")
         if not dags.is_dir():
             raise StackError(
-                f"Airflow's dags folder {dags} does not exist. Check DAGS_DIR (SOLUTION=1 needs the grade's "
-                f"solution/dags folder, which only G4_Senior has)."
+                f"Airflow's dags folder {dags} does not exist. Check DAGS_DIR (SOLUTION=1 runs the grade's "
+                f"solution/dags folder; `make sync-grades` writes it for G1_Intern to G3_Middle)."
             )
 
     def _check_ports_free(self) -> None:
