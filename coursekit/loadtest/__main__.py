@@ -4,7 +4,8 @@ By default the test starts its own copy of the grade natively (free ports, a
 temporary folder; your `make run` data is not touched), with the grade's
 reference solution DAG. `--attach` measures a stack that already runs instead
 (`docker compose -f docker-compose.yml -f docker-compose.loadtest.yml up -d`, or
-`make run`), whatever DAG it runs; only the load generators are added to it.
+`make run`), whatever DAG it runs; only the load generators are added to it. It measures the
+stack's own containers (Docker, per container) or its own processes (`make run`), nothing else.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from coursekit.grade import GRADES, REPO_ROOT, Grade
 from coursekit.loadtest import measure, report
 from coursekit.loadtest.load import LoadGenerators, ShopTarget
 from coursekit.loadtest.private_stack import PrivateStack
+from coursekit.native.compose import compose_variables
 
 DEFAULT_RATES = "50,200,500"
 SHORT_RATES = "20,60"
@@ -80,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             mode = "natively, private copy with the reference solution"
         else:
             grade_stack = GradeStack(grade)
-            roots = None
-            mode = "attached to the running stack"
+            roots = attached_stack(grade)
+            mode = "attached to the running stack" + (f" (Docker project {roots})" if isinstance(roots, str) else "")
         run = drive(options, console, grade, grade_stack, roots, private, update_window, started, mode)
     except (StackNotReachable, RuntimeError) as exc:
         console.print(f"[red]✗[/red] {exc}", highlight=False)
@@ -101,6 +103,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def compose_project(grade: Grade) -> str:
+    """The Compose project name of a grade as `docker compose` in its deploy folder resolves it."""
+    import yaml
+
+    variables = compose_variables(grade.deploy_dir)
+    if variables.get("COMPOSE_PROJECT_NAME"):
+        return variables["COMPOSE_PROJECT_NAME"]
+    compose = yaml.safe_load((grade.deploy_dir / "docker-compose.yml").read_text(encoding="utf-8"))
+    return compose["name"]
+
+
+def attached_stack(grade: Grade):
+    """What `--attach` measures: the grade's Compose project (its name) or `make run`'s processes."""
+    project = compose_project(grade)
+    if measure.docker_stats(project):
+        return project
+    roots = measure.native_roots(REPO_ROOT / ".run" / grade.name)
+    if any(roots().values()):
+        return roots
+    raise RuntimeError(
+        f"--attach found no running {grade.name}: no container of Docker Compose project {project!r} and no "
+        f"`make run GRADE={grade.name}` processes. Start one of them first."
+    )
+
+
 def drive(options, console, grade, grade_stack, roots, private, update_window, started, mode) -> report.Run:
     tables = [measure.Table(t.name, t.key) for t in grade_stack.tables]
     src_ids = {shop.name: shop.src_id for shop in grade_stack.shops}
@@ -108,9 +135,10 @@ def drive(options, console, grade, grade_stack, roots, private, update_window, s
     work_dir.mkdir(parents=True, exist_ok=True)
     # The grade's own generator config (the copy's is idle): its tables, shares and bad values, scaled.
     load = LoadGenerators(grade, targets(grade_stack), work_dir, update_window)
-    if roots is None:
-        roots = measure.processes_by_name(exclude=lambda: load.pids)
-    monitor = measure.ResourceMonitor(roots=lambda: {**roots(), "generators": load.pids})
+    if isinstance(roots, str):  # a Docker Compose project: one unit per container, plus the load generators
+        monitor = measure.DockerMonitor(roots, extra=measure.ResourceMonitor(roots=lambda: {"generators": load.pids}))
+    else:
+        monitor = measure.ResourceMonitor(roots=lambda: {**roots(), "generators": load.pids})
     phase_seconds = options.duration / len(options.rates)
     phases: list[report.Phase] = []
     with ExitStack() as opened:
@@ -136,8 +164,7 @@ def drive(options, console, grade, grade_stack, roots, private, update_window, s
                     load.stop()
                     phase.end = _now(dwh)
                     window = monitor.samples[first_sample:]
-                    phase.cpu = {g: sum(s.cpu_cores.get(g, 0) for s in window) / max(1, len(window)) for g in roots()}
-                    phase.rss = {g: max((s.rss_mib.get(g, 0) for s in window), default=0) for g in roots()}
+                    phase.cpu, phase.memory = report.phase_resources(window)
                     phases.append(phase)
             finally:
                 load.stop()
@@ -155,6 +182,7 @@ def drive(options, console, grade, grade_stack, roots, private, update_window, s
         "updates per tick": "60% of inserts",
         "update window of the load (s)": str(update_window),
         "dags": "reference solution" if private else "whatever the stack runs",
+        "CPU and memory": monitor.method,
     }
     return report.Run(
         grade.name, mode, started, measure.machine(), settings, phases, series, monitor.samples, checks, drained
@@ -197,11 +225,11 @@ def _progress(rates, number, phase_seconds, deadline, written, lag, sample) -> R
         "rows into dds",
         "dds behind (s)",
         "CPU cores",
-        "RSS MiB",
+        "memory MiB",
     ):
         table.add_column(column)
     cpu = ", ".join(f"{g} {v:.2f}" for g, v in sample.cpu_cores.items())
-    rss = ", ".join(f"{g} {v:,.0f}" for g, v in sample.rss_mib.items())
+    rss = ", ".join(f"{g} {v:,.0f}" for g, v in sample.memory_mib.items())
     table.add_row(
         f"{number + 1}/{len(rates)}",
         str(rates[number]),

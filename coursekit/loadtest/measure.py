@@ -1,5 +1,12 @@
 """Measurements: the warehouse's view (rows landed, latency) and the machine's (CPU, memory).
 
+Only the stack's own processes are measured. Natively those are the process trees `make run`
+recorded (its state file and the PostgreSQL data folders), memory as PSS where the system has it
+(shared pages split among the processes that map them, so the figures add up), else RSS. With
+Docker they are the containers of the grade's Compose project, one figure per container from
+`docker stats` (memory without the page cache, what Docker compares with mem_limit); processes
+inside a Docker Desktop VM are invisible to this machine's process table anyway.
+
 CPU of short-lived processes (Airflow starts one per task) would be missed by
 sampling live processes only. A process's `children_*` CPU times include its
 reaped children, so a group's CPU is the sum over its live processes of their
@@ -8,7 +15,9 @@ own plus their reaped children's times: nothing is lost when a task ends.
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -154,8 +163,16 @@ def series(dwh, tables: list[Table], since: datetime, until: datetime) -> dict[s
 @dataclass
 class ResourceSample:
     at: float  # seconds since the test started
-    cpu_cores: dict[str, float]  # group -> cores busy since the previous sample
-    rss_mib: dict[str, float]
+    cpu_cores: dict[str, float]  # unit (process group or container) -> cores busy since the previous sample
+    memory_mib: dict[str, float]  # unit -> PSS (native) or container memory usage (Docker)
+
+
+def memory_of(process: psutil.Process) -> int:
+    """PSS where the system reports it (Linux), else RSS."""
+    try:
+        return process.memory_full_info().pss
+    except (AttributeError, psutil.AccessDenied):
+        return process.memory_info().rss
 
 
 @dataclass
@@ -166,24 +183,25 @@ class ResourceMonitor:
     started: float = field(default_factory=time.monotonic)
     samples: list[ResourceSample] = field(default_factory=list)
     _last: dict[str, tuple[float, float]] = field(default_factory=dict)
+    method: str = "PSS of the stack's own process trees (RSS where PSS is unavailable)"
 
     def sample(self) -> ResourceSample:
         now = time.monotonic()
-        cpu, rss = {}, {}
+        cpu, memory = {}, {}
         for group, pids in self.roots().items():
-            total_cpu, total_rss = 0.0, 0
+            total_cpu, total_memory = 0.0, 0
             for process in _trees(pids):
                 try:
                     times = process.cpu_times()
                     total_cpu += times.user + times.system + times.children_user + times.children_system
-                    total_rss += process.memory_info().rss
+                    total_memory += memory_of(process)
                 except psutil.Error:
                     continue
             before = self._last.get(group)
             cpu[group] = max(0.0, (total_cpu - before[1]) / (now - before[0])) if before else 0.0
-            rss[group] = total_rss / 2**20
+            memory[group] = total_memory / 2**20
             self._last[group] = (now, total_cpu)
-        sample = ResourceSample(now - self.started, cpu, rss)
+        sample = ResourceSample(now - self.started, cpu, memory)
         self.samples.append(sample)
         return sample
 
@@ -200,27 +218,110 @@ def _trees(pids: list[int]) -> list[psutil.Process]:
     return list(seen.values())
 
 
-def processes_by_name(exclude: Callable[[], list[int]]) -> Callable[[], dict[str, list[int]]]:
-    """Roots of Airflow and PostgreSQL processes found by name: for a stack this test did not start."""
+def native_roots(state_dir: Path) -> Callable[[], dict[str, list[int]]]:
+    """The processes `make run` started for one grade (its state file, its postmasters), nothing else."""
 
     def roots() -> dict[str, list[int]]:
-        groups: dict[str, dict[int, int]] = {"airflow": {}, "postgres": {}}
-        skip = set(exclude())
-        for process in psutil.process_iter(["pid", "ppid", "name", "cmdline"]):
-            info = process.info
-            if info["pid"] in skip:
+        state_file = state_dir / "state.json"
+        pids = json.loads(state_file.read_text(encoding="utf-8")).get("pids", {}) if state_file.exists() else {}
+        postmasters = []
+        for pid_file in (state_dir / "pg").glob("*/postmaster.pid"):
+            try:
+                postmasters.append(int(pid_file.read_text().split()[0]))
+            except (OSError, ValueError, IndexError):
                 continue
-            command = " ".join(info["cmdline"] or [])
-            if (info["name"] or "").startswith("postgres"):
-                groups["postgres"][info["pid"]] = info["ppid"]
-            elif "airflow" in command and "coursekit.loadtest" not in command:
-                groups["airflow"][info["pid"]] = info["ppid"]
         return {
-            group: [pid for pid, parent in members.items() if parent not in members]
-            for group, members in groups.items()
+            "airflow": [pid for name, pid in pids.items() if name.startswith("airflow-")],
+            "postgres": postmasters,
+            "shops": [pid for name, pid in pids.items() if name.startswith("shop-")],
         }
 
     return roots
+
+
+@dataclass
+class ContainerUsage:
+    cpu_cores: float
+    memory_mib: float
+    limit_mib: float | None
+
+
+_UNITS = {"b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 1e3, "mb": 1e6, "gb": 1e9}
+
+
+def _mib(text: str) -> float:
+    match = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z]+)\s*", text)
+    if match is None:
+        raise ValueError(f"not a memory size: {text!r}")
+    return float(match[1]) * _UNITS[match[2].lower()] / 2**20
+
+
+def parse_docker_stats(lines: str, project: str) -> dict[str, ContainerUsage]:
+    """`docker stats --no-stream --format '{{json .}}'` -> container (without the project prefix) -> usage."""
+    usage = {}
+    for line in lines.splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        used, _, limit = row["MemUsage"].partition("/")
+        name = row["Name"].removeprefix(project + "-")
+        cpu = float(row["CPUPerc"].rstrip("%") or 0) / 100 if row["CPUPerc"] not in ("", "--") else 0.0
+        usage[name] = ContainerUsage(cpu, _mib(used), _mib(limit) if limit.strip() else None)
+    return usage
+
+
+def docker_stats(project: str) -> dict[str, ContainerUsage]:
+    """CPU and memory of every running container of a Compose project; {} without Docker."""
+    try:
+        ids = subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.split()
+        if not ids:
+            return {}
+        out = subprocess.run(
+            ["docker", "stats", "--no-stream", "--format", "{{json .}}", *ids],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return parse_docker_stats(out, project)
+
+
+@dataclass
+class DockerMonitor:
+    """The same samples as ResourceMonitor, one unit per container of a Compose project."""
+
+    project: str
+    extra: ResourceMonitor | None = None  # processes outside the containers (the load generators)
+    started: float = field(default_factory=time.monotonic)
+    samples: list[ResourceSample] = field(default_factory=list)
+    method: str = "per container, `docker stats` (memory without the page cache)"
+
+    def sample(self) -> ResourceSample:
+        usage = docker_stats(self.project)
+        cpu = {name: u.cpu_cores for name, u in usage.items()}
+        memory = {name: u.memory_mib for name, u in usage.items()}
+        if self.extra is not None:
+            outside = self.extra.sample()
+            cpu.update(outside.cpu_cores)
+            memory.update(outside.memory_mib)
+        sample = ResourceSample(time.monotonic() - self.started, cpu, memory)
+        self.samples.append(sample)
+        return sample
+
+
+def report_group(unit: str) -> str:
+    """Which column of the report a unit counts in: containers are summed into airflow / postgres."""
+    if unit.startswith(("pg-", "airflow-db")):
+        return "postgres"
+    if unit.startswith("airflow"):
+        return "airflow"
+    return unit
 
 
 def machine() -> dict[str, str]:

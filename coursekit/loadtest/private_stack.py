@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from coursekit.grade import Grade
+from coursekit.loadtest import measure
 from coursekit.pg import free_port
 
 PORT_VARIABLES = ("PG_SHOP_1_PORT", "PG_SHOP_2_PORT", "PG_DWH_PORT", "AIRFLOW_PORT", "PGADMIN_PORT")
@@ -89,14 +90,7 @@ class PrivateStack:
 
     def process_roots(self) -> dict[str, list[int]]:
         """Component group -> pids whose process trees it is made of."""
-        pids = self.state().get("pids", {})
-        postmasters = []
-        for pid_file in (self.run_dir / self.grade.name / "pg").glob("*/postmaster.pid"):
-            postmasters.append(int(pid_file.read_text().split()[0]))
-        return {
-            "airflow": [pid for name, pid in pids.items() if name.startswith("airflow-")],
-            "postgres": postmasters,
-        }
+        return measure.native_roots(self.run_dir / self.grade.name)()
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from coursekit.loadtest.measure import ResourceSample
+from coursekit.loadtest.measure import ResourceSample, report_group
 
 LATENCY_LIMIT_SEC = 300
 
@@ -25,7 +25,7 @@ class Phase:
     p95: float = 0.0
     worst: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # group -> mean cores busy
-    rss: dict[str, float] = field(default_factory=dict)  # group -> peak MiB
+    memory: dict[str, float] = field(default_factory=dict)  # group -> peak MiB (PSS natively, containers' usage)
 
     @property
     def seconds(self) -> float:
@@ -57,6 +57,24 @@ class Run:
     resources: list[ResourceSample]
     checks: list[tuple[str, bool, str]]  # name, passed, found
     drained_sec: float
+
+
+def phase_resources(window: list[ResourceSample]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean cores and peak MiB per report group over a phase's samples (containers summed per group)."""
+    cpu: dict[str, float] = {}
+    memory: dict[str, float] = {}
+    for sample in window:
+        summed_cpu: dict[str, float] = {}
+        summed_memory: dict[str, float] = {}
+        for unit, cores in sample.cpu_cores.items():
+            summed_cpu[report_group(unit)] = summed_cpu.get(report_group(unit), 0.0) + cores
+        for unit, mib in sample.memory_mib.items():
+            summed_memory[report_group(unit)] = summed_memory.get(report_group(unit), 0.0) + mib
+        for group, cores in summed_cpu.items():
+            cpu[group] = cpu.get(group, 0.0) + cores / len(window)
+        for group, mib in summed_memory.items():
+            memory[group] = max(memory.get(group, 0.0), mib)
+    return cpu, memory
 
 
 def best_phase(phases: list[Phase]) -> Phase | None:
@@ -92,16 +110,16 @@ def write(run: Run, folder: Path) -> Path:
     lines += [
         "",
         "| rate (inserts/s/shop) | phase (s) | inserted/s (both shops) | rows landed / 10 min | keys landed "
-        "| p50 (s) | p95 (s) | max (s) | Airflow CPU (cores) | Postgres CPU (cores) | Airflow RSS peak (MiB) "
-        "| Postgres RSS peak (MiB) | keeps up |",
+        "| p50 (s) | p95 (s) | max (s) | Airflow CPU (cores) | Postgres CPU (cores) | Airflow memory peak (MiB) "
+        "| Postgres memory peak (MiB) | keeps up |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for p in run.phases:
         lines.append(
             f"| {p.rate} | {p.seconds:.0f} | {p.inserted_per_sec:,.0f} | {p.landed_per_10min:,.0f} "
             f"| {p.keys:,} of {p.source_rows:,} | {p.p50:.0f} | {p.p95:.0f} | {p.worst:.0f} "
-            f"| {p.cpu.get('airflow', 0):.2f} | {p.cpu.get('postgres', 0):.2f} | {p.rss.get('airflow', 0):,.0f} "
-            f"| {p.rss.get('postgres', 0):,.0f} | {'yes' if p.keeps_up else 'no'} |"
+            f"| {p.cpu.get('airflow', 0):.2f} | {p.cpu.get('postgres', 0):.2f} | {p.memory.get('airflow', 0):,.0f} "
+            f"| {p.memory.get('postgres', 0):,.0f} | {'yes' if p.keeps_up else 'no'} |"
         )
     lines += [
         "",
@@ -164,9 +182,9 @@ def _plots(run: Run, folder: Path) -> list[str]:
     times = [s.at / 60 for s in run.resources]  # the monitor starts with the run
     for group in groups:
         cpu_axis.plot(times, [s.cpu_cores.get(group, 0) for s in run.resources], label=group)
-        mem_axis.plot(times, [s.rss_mib.get(group, 0) for s in run.resources], label=group)
+        mem_axis.plot(times, [s.memory_mib.get(group, 0) for s in run.resources], label=group)
     cpu_axis.set(title="CPU and memory", ylabel="cores busy")
-    mem_axis.set(xlabel="minutes since start", ylabel="RSS (MiB)")
+    mem_axis.set(xlabel="minutes since start", ylabel="memory (MiB)")
     cpu_axis.legend()
     figure.tight_layout()
     figure.savefig(folder / "resources.png", dpi=100)
