@@ -30,8 +30,9 @@ AIRFLOW_DIRS = [grade.path / "docker" / "airflow" for grade in GRADE_OBJECTS]
 DOCKERFILES = [d / "Dockerfile" for d in AIRFLOW_DIRS] + [REPO_ROOT / "coursekit" / "generator" / "Dockerfile"]
 # The Airflow side's entry points; coursekit modules they import are followed from here.
 AIRFLOW_SIDE_MODULES = ("coursekit.provision",)
-# Needed at run time without being imported: the `postgres` connection type's hook.
-NEEDED_WITHOUT_IMPORT = {"apache-airflow-providers-postgres"}
+# Needed at run time without being imported: the `postgres` connection type's hook, and the driver
+# it runs on (provider 7.x: psycopg 3, `postgresql+psycopg`), pinned so the image gets the venv's.
+NEEDED_WITHOUT_IMPORT = {"apache-airflow-providers-postgres", "psycopg", "psycopg-binary"}
 
 
 def short(path: Path) -> str:
