@@ -129,7 +129,7 @@ def pytest_configure(config: pytest.Config) -> None:
     Path(config.rootpath, ".run").mkdir(exist_ok=True)
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
+def pytest_unconfigure(config: pytest.Config) -> None:  # noqa: ARG001 - pytest passes it by this name
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 
 

@@ -73,7 +73,7 @@ def test_scd2_benchmark_reports_every_figure_and_verifies_its_loads(tmp_path):
     assert no_server_left(tmp_path)
 
 
-def test_scd2_benchmark_rejects_a_batch_larger_than_the_table(tmp_path):
+def test_scd2_benchmark_rejects_a_batch_larger_than_the_table():
     result = subprocess.run(
         [sys.executable, "-m", "coursekit.bench.scd2_bench", "--batch", "30", "--big", "20", "--small", "10"],
         capture_output=True,

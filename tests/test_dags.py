@@ -26,7 +26,8 @@ def no_connections(monkeypatch):
 
 
 @pytest.mark.parametrize("dags_dir", DAG_FOLDERS, ids=lambda p: p.parent.parent.name)
-def test_dag_folder_imports_without_errors(airflow, no_connections, dags_dir: Path):
+@pytest.mark.usefixtures("no_connections")
+def test_dag_folder_imports_without_errors(airflow, dags_dir: Path):
     bag = airflow.install(dags_dir)
     assert bag.import_errors == {}
     assert bag.dags, f"no DAGs found in {dags_dir}"

@@ -477,7 +477,7 @@ def test_gives_up_when_every_tick_fails_although_connecting_works(shop1_db):
         def prepare(self, conn, *, reset):
             pass
 
-        def tick(self, conn, number):
+        def tick(self, conn, number):  # noqa: ARG002 - the Shop interface the runner calls
             DoomedShop.ticks += 1
             raise psycopg2.OperationalError("canceling statement due to statement timeout")
 

@@ -235,7 +235,8 @@ def test_tables_without_history_are_overwritten_in_place(shop1_db, dwh_db, tmp_p
         assert violations(dwh, "customers", loader.config.tables["customers"]) == {"duplicate_keys": []}
 
 
-def test_a_column_added_to_the_config_is_added_to_the_tables(loader, dwh_db):
+@pytest.mark.usefixtures("loader")  # creates the source tables
+def test_a_column_added_to_the_config_is_added_to_the_tables(dwh_db):
     wider = {**CONFIG, "tables": {"customers": {**CONFIG["tables"]["customers"]}}}
     wider["tables"]["customers"]["columns"] = {**CONFIG["tables"]["customers"]["columns"], "vip": "boolean"}
     with closing(dwh_db.connect()) as dwh:

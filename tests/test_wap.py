@@ -359,7 +359,7 @@ def fast_lookback(config: dict) -> None:
 
 
 @pytest.fixture
-def stack(airflow, shop1_db, shop2_db, dwh_db, monkeypatch):
+def stack(airflow, shop1_db, shop2_db, dwh_db, monkeypatch):  # noqa: ARG001 - airflow: its metadata database
     """G4's connection ids pointed at three fresh test databases."""
     monkeypatch.setenv("AIRFLOW_CONN_SHOP_1_CONN", airflow_conn(shop1_db))
     monkeypatch.setenv("AIRFLOW_CONN_SHOP_2_CONN", airflow_conn(shop2_db))
