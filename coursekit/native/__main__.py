@@ -18,8 +18,8 @@ from coursekit.native.stack import NativeStack, StackError
 NEXT_STEPS = """\
 Next steps:
   1. Open Airflow, log in, unpause load_shops_to_dwh (the toggle left of its name).
-  2. Watch runs turn green; the data lands in pg-dwh, schemas stg and dds
-     (any Postgres client works; with Docker, pgAdmin4 is at http://localhost:5050).
+  2. Watch runs turn green; the data lands in pg-dwh, schemas stg and dds: in pgAdmin
+     open Servers > Course > pg-dwh (no password asked), or use any Postgres client.
   3. Check the grade:  make check GRADE={grade}
   Status: make status GRADE={grade}    Stop: make stop GRADE={grade}    Wipe data: make reset GRADE={grade}
 """

@@ -8,7 +8,10 @@ starts, on this machine:
 * a generator process for every shop, with its env files and the grade's config;
 * Airflow 3 (scheduler, dag-processor, api-server) with the grade's dags folder
   and the same `AIRFLOW_CONN_*` connections, their hosts rewritten from compose
-  service names to 127.0.0.1 and the published ports.
+  service names to 127.0.0.1 and the published ports;
+* pgAdmin 4 in desktop mode with the grade's servers.json and pgpass, rewritten
+  the same way (coursekit/native/pgadmin.py; `PGADMIN=0` skips it). A pgAdmin
+  that cannot start is reported and left out; the rest of the stack still runs.
 
 Data lives under `.run/<grade>/` (git-ignored) and survives `make stop`;
 `make reset` removes it. What runs is recorded in `.run/<grade>/state.json`, so
@@ -35,6 +38,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from coursekit.grade import REPO_ROOT, SHOPS, Grade
+from coursekit.native import pgadmin
 from coursekit.native.compose import ComposeError, Service, load_compose
 from coursekit.pg import EmbeddedPostgres, PostgresSpec, free_port, port_is_free
 
@@ -155,6 +159,7 @@ class NativeStack:
             self.save_state(state)
             progress(f"  ✓ {service.name:<11} generator (logs: {service.host_path('/app/logs')})")
 
+        self._start_pgadmin(state, progress)  # boots while Airflow migrates; waited for at the end
         env = self.airflow_env(state)
         from coursekit.provision import provision
 
@@ -168,6 +173,7 @@ class NativeStack:
             self.save_state(state)
         self._wait_for_airflow(state, progress)
         self._wait_for_generators(state)
+        self._wait_for_pgadmin(state, progress)
         return self.endpoints()
 
     def _check_dags_folder(self) -> None:
@@ -181,8 +187,8 @@ class NativeStack:
     def _check_ports_free(self) -> None:
         for service in self.services.values():
             for container_port, host_port in service.published.items():
-                if service.name in ("pgadmin",):
-                    continue  # not run natively
+                if service.name == "pgadmin":
+                    continue  # checked by _start_pgadmin: a taken port leaves out pgAdmin only
                 if not port_is_free(host_port):
                     variable = service.port_variables.get(container_port)
                     hint = f" e.g. `{variable}={host_port + 10000} make run`" if variable else ""
@@ -292,6 +298,72 @@ class NativeStack:
                 log_path = self.logs_dir / f"{service.name}.log"
                 raise StackError(f"generator {service.name} exited at start; see {log_path}:\n{_tail(log_path)}")
 
+    # -- pgAdmin: optional; a failure is reported and the rest of the stack runs on ----------------
+
+    @property
+    def pgadmin_home(self) -> Path:
+        return self.state_dir / "pgadmin"
+
+    def pgadmin_port(self) -> int | None:
+        service = self.services.get("pgadmin")
+        return service.published.get(pgadmin.CONTAINER_PORT) if service else None
+
+    def _start_pgadmin(self, state: dict, progress: Progress) -> None:
+        port = self.pgadmin_port()
+        if port is None:
+            return
+        if not pgadmin.enabled():
+            progress("  - pgadmin     skipped (PGADMIN=0)")
+            return
+        try:
+            state["pids"]["pgadmin"] = self._spawn_pgadmin(port, state, progress)
+            self.save_state(state)
+        except pgadmin.PgAdminError as exc:
+            self._pgadmin_failed(state, progress, str(exc))
+
+    def _spawn_pgadmin(self, port: int, state: dict, progress: Progress) -> int:
+        service = self.services["pgadmin"]
+        if not port_is_free(port):
+            variable = service.port_variables.get(pgadmin.CONTAINER_PORT) or "PGADMIN_PORT"
+            raise pgadmin.PgAdminError(
+                f"port 127.0.0.1:{port} is already taken by another program (a Docker pgAdmin, another grade's "
+                f"`make run`?). Free it, or move pgAdmin: `{variable}={port + 10000} make run`."
+            )
+        servers_file = service.host_path(pgadmin.SERVERS_TARGET)
+        pgpass_file = service.host_path(service.env().get("PGPASS_FILE", "/pgadmin4/pgpass"))
+        if servers_file is None or pgpass_file is None:
+            raise pgadmin.PgAdminError("compose must mount pgadmin/servers.json and the PGPASS_FILE into pgadmin")
+
+        def rewrite(host: str, container_port: int) -> tuple[str, int]:
+            return self._rewrite_host(host, container_port, state)
+
+        servers = pgadmin.prepare(service.env(), servers_file, pgpass_file, rewrite, self.pgadmin_home, port)
+        python = pgadmin.ensure_venv(self.logs_dir / "pgadmin-install.log", progress)
+        return self._spawn(pgadmin.command(python, servers), pgadmin.environment(self.pgadmin_home), "pgadmin")
+
+    def _wait_for_pgadmin(self, state: dict, progress: Progress, timeout: float = 120) -> None:
+        pid, port = state["pids"].get("pgadmin"), self.pgadmin_port()
+        if pid is None or port is None:
+            return
+        log_path = self.logs_dir / "pgadmin.log"
+        deadline = time.monotonic() + timeout
+        while not pgadmin.answers(port):
+            if not _alive(pid):
+                reason = f"pgAdmin exited at start; see {log_path}:\n{_tail(log_path)}"
+                return self._pgadmin_failed(state, progress, reason)
+            if time.monotonic() > deadline:
+                _stop_process_group(pid)
+                reason = f"pgAdmin did not answer within {timeout:.0f} s; see {log_path}"
+                return self._pgadmin_failed(state, progress, reason)
+            time.sleep(0.5)
+        progress(f"  ✓ pgadmin     http://127.0.0.1:{port} (servers of {self.grade.name}/deploy/pgadmin/servers.json)")
+
+    def _pgadmin_failed(self, state: dict, progress: Progress, reason: str) -> None:
+        state["pids"].pop("pgadmin", None)
+        state["pgadmin_error"] = reason
+        self.save_state(state)
+        progress(f"  ✗ pgadmin     not started: {reason}\n                the rest of the stack starts without it")
+
     def endpoints(self) -> list[Endpoint]:
         airflow_env = self.airflow.env()
         user = airflow_env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "airflow:admin").split(":")[0]
@@ -312,6 +384,8 @@ class NativeStack:
                         f"{env['POSTGRES_USER']} / {env['POSTGRES_PASSWORD']}",
                     )
                 )
+        if "pgadmin" in self.load_state().get("pids", {}):
+            endpoints.append(Endpoint("pgAdmin", f"http://localhost:{self.pgadmin_port()}", "none (desktop mode)"))
         return endpoints
 
     # -- stop, status, reset ---------------------------------------------------
@@ -328,6 +402,7 @@ class NativeStack:
                 server.stop()
                 progress(f"  ✓ stopped {service.name}")
         if self.state_file.exists():
+            state = {k: v for k, v in state.items() if k != "pgadmin_error"}
             self.state_file.write_text(json.dumps({**state, "pids": {}}, indent=2), encoding="utf-8")
 
     def status(self) -> list[tuple[str, str, str]]:
@@ -342,9 +417,16 @@ class NativeStack:
             detail = f"pid {pid}"
             if name in SHOPS:
                 detail += f", logs {self.services[name].host_path('/app/logs')}"
+            if name == "pgadmin":
+                detail += f", http://127.0.0.1:{self.pgadmin_port()}, settings {self.pgadmin_home}"
             rows.append((name, "running" if _alive(pid) else "exited", detail))
         if not state.get("pids"):
             rows += [(name, "stopped", "") for name in [*SHOPS, *(f"airflow-{c}" for c in AIRFLOW_COMPONENTS)]]
+        if "pgadmin" not in state.get("pids", {}) and self.pgadmin_port() is not None:
+            if state.get("pgadmin_error"):
+                rows.append(("pgadmin", "failed", state["pgadmin_error"].splitlines()[0]))
+            else:
+                rows.append(("pgadmin", "off" if state.get("pids") else "stopped", ""))
         return rows
 
     def reset(self, progress: Progress = print) -> None:
