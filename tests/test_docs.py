@@ -26,7 +26,8 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def readmes() -> list[Path]:
-    found = [p for p in REPO_ROOT.rglob("README*.md") if not {".venv", ".run", "node_modules"} & set(p.parts)]
+    skipped = {".venv", ".venv-pgadmin", ".run", "node_modules"}
+    found = [p for p in REPO_ROOT.rglob("README*.md") if not skipped & set(p.parts)]
     return sorted(found)
 
 
@@ -93,7 +94,10 @@ def test_the_root_readme_walkthrough_works_on_a_fresh_copy(tmp_path):
         **os.environ,
         "COURSEKIT_GRADES_ROOT": str(tmp_path),
         "COURSEKIT_RUN_DIR": str(tmp_path / ".run"),
-        **{name: str(free_port()) for name in ("PG_SHOP_1_PORT", "PG_SHOP_2_PORT", "PG_DWH_PORT", "AIRFLOW_PORT")},
+        **{
+            name: str(free_port())
+            for name in ("PG_SHOP_1_PORT", "PG_SHOP_2_PORT", "PG_DWH_PORT", "AIRFLOW_PORT", "PGADMIN_PORT")
+        },
     }
     try:
         for block in blocks:
