@@ -1,6 +1,7 @@
 # One entry point for learners and contributors. Everything runs from the repo's
 # own virtualenv (.venv), created on first use from the pins in constraints.txt.
 #   make run     - start a grade natively (no Docker): GRADE=G0_Trainee by default;
+#                  pgAdmin4 too, at http://localhost:5050 (own .venv-pgadmin): PGADMIN=0 leaves it out;
 #                  SOLUTION=1 runs the grade's reference solution (its solution/dags) instead
 #   make stop    - stop the grade's native stack (data is kept)
 #   make status  - what runs, on which ports
@@ -77,4 +78,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-pgadmin .pytest_cache .ruff_cache *.egg-info
