@@ -1,13 +1,18 @@
-"""`make check GRADE=G3_Middle`: check a running grade against its Definition of done.
+"""`make check GRADE=G3_Middle`: check a grade against its Definition of done.
 
-1. Takes a snapshot time and waits for a load DAG run that starts after it to
-   finish (so the warehouse has seen everything created before the snapshot).
-2. Compares the warehouse with the shops, but only rows the generators can no
-   longer change (created more than UPDATE_NOT_OLDER_THAN_SEC + a margin ago).
-3. Prints a table of checks; exits 0 only if every check passes.
+Two modes end with the same report and the same last line (DONE, NOT DONE,
+WAIT or CANNOT CHECK; exit code 0, 1, 3 or 2):
 
-Works the same against `docker compose up -d` and `make run`: both publish the
-grade's ports on 127.0.0.1.
+* live (default): checks the grade's running stack (`make run` or Docker).
+  1. Notes each shop's clock, waits for a load run that starts after it to
+     finish, and re-runs that run (Airflow's "Clear") to prove a re-run changes
+     nothing (`--no-rerun` skips that; the check then WAITs).
+  2. Waits for a quiet moment (no load run in flight) and takes one snapshot of
+     the warehouse, so a verdict never depends on a run being half-way.
+  3. Compares it with the shops: rows created before that run started must be
+     there; rows the shops can no longer update must carry the source's values.
+* fast (`--fast`, `make check FAST=1`): grades the grade's DAG folder (or
+  `--dags-dir`) on a private, time-compressed copy of the grade; see `fast.py`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,21 +29,28 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from coursekit.checker import checks, wap_checks
-from coursekit.checker.airflow_api import AirflowClient, wait_for_run
-from coursekit.checker.checks import CheckResult, Context
+from coursekit.checker.airflow_api import NOT_LOADS, AirflowClient, wait_for_run
+from coursekit.checker.checks import CheckResult, Context, Rerun, Run
 from coursekit.checker.cleanup import check_cleanup_dag
-from coursekit.checker.report import print_report
+from coursekit.checker.report import print_report, print_verdict
 from coursekit.checker.stack import GradeStack, StackNotReachable
 from coursekit.grade import GRADES, REPO_ROOT, Grade
 
 # grade -> (checks, SCD2 warehouse?)
 PLANS: dict[str, tuple[list[checks.Check], bool]] = {
     "G0_Trainee": (checks.G3_CHECKS, True),
-    "G1_Intern": ([checks.check_tables_exist, checks.check_shops_loaded, check_cleanup_dag], True),
+    "G1_Intern": (
+        [checks.check_tables_exist, checks.check_shops_loaded, checks.check_runs_succeeded, check_cleanup_dag],
+        True,
+    ),
     "G2_Junior": (checks.G2_CHECKS, False),
     "G3_Middle": (checks.G3_CHECKS, True),
     "G4_Senior": (wap_checks.g4_plan(), True),
 }
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def snapshot(stack: GradeStack, connections: dict) -> dict[str, datetime]:
@@ -52,16 +65,14 @@ def snapshot(stack: GradeStack, connections: dict) -> dict[str, datetime]:
     return times
 
 
-def wait_for_fresh_run(stack: GradeStack, since: datetime, timeout: float, dag_id: str | None, console: Console) -> str:
-    client = AirflowClient(stack)
-    client.token()
-    with Progress(
-        TextColumn("waiting for a load run that started after the snapshot to finish"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+def _progress(console: Console, text: str) -> Progress:
+    return Progress(TextColumn(text), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
+
+
+def wait_for_fresh_run(
+    client: AirflowClient, since: datetime, timeout: float, dag_id: str | None, console: Console
+) -> dict:
+    with _progress(console, "waiting for a load run that started after the snapshot to finish") as progress:
         bar = progress.add_task("wait", total=timeout)
         run = wait_for_run(client, since, timeout, dag_id, tick=lambda elapsed: progress.update(bar, completed=elapsed))
     if run is None:
@@ -71,24 +82,97 @@ def wait_for_fresh_run(stack: GradeStack, since: datetime, timeout: float, dag_i
             f"Unpaused DAGs: {', '.join(unpaused) or 'none'}. Unpause your load DAG (or trigger it by hand) "
             f"and run the check again; a slow machine may need --timeout {int(timeout * 2)}."
         )
-    return f"{run['dag_id']} / {run['dag_run_id']}"
+    return run
 
 
-def stable_before(stack: GradeStack, times: dict[str, datetime]) -> dict[str, datetime]:
-    """Per shop: rows created before this can no longer change (update window + margin before the snapshot)."""
-    return {
-        shop.name: times[shop.name] - timedelta(seconds=shop.update_window_sec + checks.STABLE_MARGIN_SEC)
-        for shop in stack.shops
-    }
+def last_finished_run(client: AirflowClient, dag_id: str | None) -> dict:
+    """--no-wait: the newest successful load run there is."""
+    candidates = [dag_id] if dag_id else [d for d in client.unpaused_dags() if d not in NOT_LOADS]
+    runs = [run for d in candidates for run in client.runs(d, limit=1, state="success")]
+    if not runs:
+        raise StackNotReachable("no load DAG has a successful run yet: unpause it and wait a minute")
+    return max(runs, key=lambda r: r["start_date"])
 
 
-def run_checks(
-    stack: GradeStack, plan: list[checks.Check], scd2: bool, connections: dict, dwh, times
-) -> list[CheckResult]:
-    ctx = Context(stack=stack, dwh=dwh, shops=connections, stable_before=stable_before(stack, times), scd2=scd2)
-    results: list[CheckResult] = []
-    for check in plan:
-        results.extend(check(ctx))
+def rerun_run(client: AirflowClient, dag_id: str, run: dict, timeout: float, console: Console) -> str:
+    """Clear a finished run and wait until it has finished again; returns its new state."""
+    cleared_at = datetime.now(UTC)
+    client.clear(dag_id, run["dag_run_id"])
+    deadline = time.monotonic() + timeout
+    with _progress(console, f"re-running {run['dag_run_id']} to prove a re-run changes nothing") as progress:
+        bar = progress.add_task("rerun", total=timeout)
+        while time.monotonic() < deadline:
+            again = client.run(dag_id, run["dag_run_id"])
+            ended = parse_time(again.get("end_date"))
+            if again["state"] in ("success", "failed") and ended and ended > cleared_at:
+                return again["state"]
+            progress.update(bar, completed=timeout - (deadline - time.monotonic()))
+            time.sleep(3)
+    return "still running"
+
+
+def quiet_snapshot(client: AirflowClient, dag_id: str, dwh, timeout: float, console: Console) -> None:
+    """Open one read-only repeatable-read snapshot of the warehouse taken while no load run is in flight."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not client.active_runs(dag_id):
+            dwh.rollback()
+            dwh.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            with dwh.cursor() as cur:
+                cur.execute("select 1")  # the snapshot is taken by the first statement
+            if not client.active_runs(dag_id):
+                return
+        dwh.rollback()
+        time.sleep(2)
+    console.print(f"[yellow]![/yellow] {dag_id} never paused for {timeout:.0f} s; checking a snapshot taken mid-run")
+
+
+def recent_runs(client: AirflowClient, dag_id: str) -> list[Run]:
+    runs = []
+    for run in client.runs(dag_id, limit=checks.RECENT_RUNS * 2):
+        failed = client.failed_tasks(dag_id, run["dag_run_id"]) if run["state"] == "failed" else []
+        runs.append(
+            Run(run["dag_run_id"], run["state"], parse_time(run["start_date"]), parse_time(run["end_date"]), failed)
+        )
+    return runs
+
+
+def live(stack: GradeStack, plan: list[checks.Check], scd2: bool, options: argparse.Namespace, console: Console):
+    client = AirflowClient(stack)
+    with ExitStack() as stack_of_connections:
+        dwh = stack_of_connections.enter_context(stack.connect_dwh())
+        shops = {s.name: stack_of_connections.enter_context(stack.connect_shop(s)) for s in stack.shops}
+        shop_now = snapshot(stack, shops)
+        client.token()
+        if options.no_wait:
+            run = last_finished_run(client, options.dag_id)
+        else:
+            run = wait_for_fresh_run(client, datetime.now(UTC), options.timeout, options.dag_id, console)
+        dag_id = run["dag_id"]
+        console.print(f"checked after run {dag_id} / {run['dag_run_id']}", highlight=False)
+        started = parse_time(run["start_date"]) or datetime.now(UTC)
+        slack = timedelta(seconds=checks.COMMIT_SLACK_SEC)
+        ctx = Context(
+            stack=stack,
+            dwh=dwh,
+            shops=shops,
+            stable_before={s.name: started - timedelta(seconds=s.update_window_sec) - slack for s in stack.shops},
+            present_before={s.name: started - slack for s in stack.shops},
+            shop_now=shop_now,
+            scd2=scd2,
+        )
+        if not options.no_rerun and any(check in plan for check in checks.RUN_CHECKS):
+            before = checks.fingerprint(ctx)
+            state = rerun_run(client, dag_id, run, options.timeout, console)
+            ctx.rerun = Rerun(run["dag_run_id"], state, checks.changed_keys(before, checks.fingerprint(ctx)))
+        ctx.runs = recent_runs(client, dag_id)
+        first = client.first_success(dag_id)
+        ctx.first_load = parse_time(first["start_date"]) if first else None
+        ctx.max_active_runs = client.dag(dag_id).get("max_active_runs")
+        quiet_snapshot(client, dag_id, dwh, options.timeout, console)
+        ctx.own_transaction = False
+        results: list[CheckResult] = [result for check in plan for result in check(ctx)]
+        dwh.rollback()
     return results
 
 
@@ -97,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grade", default=os.environ.get("GRADE", "G0_Trainee"), choices=GRADES)
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for a fresh DAG run (default 300)")
     parser.add_argument("--dag-id", help="wait for this DAG (default: any DAG except the newcomer examples)")
-    parser.add_argument("--no-wait", action="store_true", help="check the warehouse as it is, without waiting")
+    parser.add_argument("--no-wait", action="store_true", help="check after the last finished run, without waiting")
+    parser.add_argument("--no-rerun", action="store_true", help="do not re-run a finished run (idempotency WAITs)")
+    parser.add_argument("--fast", action="store_true", help="grade on a private, time-compressed copy (FAST=1)")
+    parser.add_argument("--dags-dir", type=Path, help="with --fast: grade this DAG folder (default: the grade's)")
     parser.add_argument(
         "--grades-root",
         type=Path,
@@ -108,21 +195,20 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=160)
     plan, scd2 = PLANS[options.grade]
     try:
-        stack = GradeStack(Grade.named(options.grade, options.grades_root))
-        with ExitStack() as stack_of_connections:
-            dwh = stack_of_connections.enter_context(stack.connect_dwh())
-            connections = {s.name: stack_of_connections.enter_context(stack.connect_shop(s)) for s in stack.shops}
-            times = snapshot(stack, connections)
-            started = datetime.now(UTC)
-            if not options.no_wait:
-                run = wait_for_fresh_run(stack, started, options.timeout, options.dag_id, console)
-                console.print(f"checked after run {run}")
-            results = run_checks(stack, plan, scd2, connections, dwh, times)
+        grade = Grade.named(options.grade, options.grades_root)
+        if options.fast:
+            from coursekit.checker.fast import grade_fast
+
+            results = grade_fast(grade, plan, scd2, options.dags_dir, console)
+        else:
+            results = live(GradeStack(grade), plan, scd2, options, console)
     except StackNotReachable as exc:
         console.print(f"[red]✗[/red] {exc}", markup=True, highlight=False)
-        return 2
-    print_report(options.grade, results, console)
-    return 0 if all(r.passed for r in results) else 1
+        return print_verdict("CANNOT CHECK", str(exc).splitlines()[0], console)
+    except (ValueError, OSError) as exc:  # a broken env file, compose file or generator config
+        console.print(f"[red]✗[/red] {exc}", markup=True, highlight=False)
+        return print_verdict("CANNOT CHECK", f"the grade's configuration cannot be read: {exc}", console)
+    return print_report(options.grade, results, console)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Just enough of Airflow 3's REST API to wait for a fresh DAG run."""
+"""Just enough of Airflow 3's REST API to wait for, list and re-run the load DAG's runs."""
 
 from __future__ import annotations
 
@@ -54,6 +54,36 @@ class AirflowClient:
         query = urllib.parse.urlencode({"start_date_gte": since.isoformat(), "state": "success", "limit": 100})
         reply = self._request("GET", f"/api/v2/dags/{dag_id or '~'}/dagRuns?{query}")
         return [run for run in reply["dag_runs"] if dag_id or run["dag_id"] not in NOT_LOADS]
+
+    def runs(self, dag_id: str, limit: int = 25, **filters: str) -> list[dict]:
+        """The DAG's runs, newest first."""
+        query = urllib.parse.urlencode({"order_by": "-start_date", "limit": limit, **filters})
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?{query}")["dag_runs"]
+
+    def run(self, dag_id: str, run_id: str) -> dict:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
+
+    def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:
+        quoted = urllib.parse.quote(run_id, safe="")
+        reply = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?state=failed")
+        return sorted(ti["task_id"] for ti in reply["task_instances"])
+
+    def first_success(self, dag_id: str) -> dict | None:
+        query = urllib.parse.urlencode({"order_by": "start_date", "limit": 1, "state": "success"})
+        runs = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?{query}")["dag_runs"]
+        return runs[0] if runs else None
+
+    def active_runs(self, dag_id: str) -> list[dict]:
+        query = urllib.parse.urlencode([("state", "running"), ("state", "queued"), ("limit", 10)])
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?{query}")["dag_runs"]
+
+    def dag(self, dag_id: str) -> dict:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/details")
+
+    def clear(self, dag_id: str, run_id: str) -> None:
+        """Re-run every task of a finished run, as the UI's "Clear" button does."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/clear", {"dry_run": False})
 
     def unpaused_dags(self) -> list[str]:
         reply = self._request("GET", "/api/v2/dags?paused=false&limit=100")

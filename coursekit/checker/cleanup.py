@@ -72,7 +72,7 @@ def removes_only_old_files(task: dict) -> tuple[bool, str]:
 
 def check_cleanup_dag(ctx: Context) -> Iterable[CheckResult]:
     item = "cleanup DAG"
-    info = inspect(ctx.stack.grade.dags_dir)
+    info = inspect(ctx.stack.dags_dir)
     candidates = [dag for dag in info["dags"] if dag["bash_tasks"]]
     yield CheckResult(
         item,

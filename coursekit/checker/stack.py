@@ -48,6 +48,8 @@ class GradeStack:
         services = load_compose(grade.deploy_dir / "docker-compose.yml")
         self.dwh_port = services["pg-dwh"].host_port
         self.dwh_env = grade.env("pg-dwh")
+        # The folder Airflow runs (DAGS_DIR moves it, as in compose): the cleanup check reads it.
+        self.dags_dir = services["airflow"].host_path("/opt/airflow/dags") or grade.dags_dir
         airflow_env = services["airflow"].env()
         self.airflow_url = f"http://127.0.0.1:{services['airflow'].published.get(8080, 8080)}"
         self.airflow_user = airflow_env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "airflow:admin").split(":")[0]

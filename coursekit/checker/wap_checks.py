@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from psycopg2 import sql
 
 from coursekit.checker import checks
-from coursekit.checker.checks import Check, CheckResult, Context, _dds, _keys, _present, _shape
+from coursekit.checker.checks import WAIT, Check, CheckResult, Context, _dds, _keys, _present, _shape
 from coursekit.checker.stack import SourceTable
 from coursekit.pipeline.contract import compare_with_source
 
@@ -189,7 +189,13 @@ def check_published_or_held(ctx: Context) -> Iterable[CheckResult]:
         compared, lost, stale, kept = 0, [], [], 0
         for shop in ctx.stack.shops:
             result = compare_with_source(
-                ctx.shops[shop.name], ctx.dwh, table.name, shape, shop.src_id, ctx.stable_before[shop.name]
+                ctx.shops[shop.name],
+                ctx.dwh,
+                table.name,
+                shape,
+                shop.src_id,
+                ctx.stable_before[shop.name],
+                own_transaction=ctx.own_transaction,
             )
             compared += result.source_rows
             kept += sum((shop.src_id, key) in held for key in set(result.missing) | set(result.different))
@@ -198,15 +204,19 @@ def check_published_or_held(ctx: Context) -> Iterable[CheckResult]:
         yield CheckResult(
             "nothing is lost",
             f"dds.{table.name}: every stable source row is published or quarantined",
-            not lost,
+            WAIT if not compared else not lost,
             f"all {compared} stable source rows in dds or in quarantine.{table.name}",
             f"{len(lost)} in neither, e.g. {', '.join(lost[:5])}" if lost else f"ok ({kept} held)",
-            "a row that fails the audit must be written to quarantine, in the publish transaction" if lost else "",
+            "a row that fails the audit must be written to quarantine, in the publish transaction"
+            if lost
+            else "no source row is old enough to compare yet"
+            if not compared
+            else "",
         )
         yield CheckResult(
             "values equal the source",
             f"dds.{table.name}: current values equal the source, or the newer version is held",
-            not stale,
+            WAIT if not compared else not stale,
             "same values as the source, unless the source's version waits in quarantine",
             f"{len(stale)} differ, e.g. {', '.join(stale[:5])}" if stale else "ok",
             "an update in the source was neither published nor quarantined" if stale else "",
@@ -265,10 +275,14 @@ def check_latency(ctx: Context) -> Iterable[CheckResult]:
         yield CheckResult(
             "rows arrive within 5 minutes",
             f"dds.{table.name}: p95 latency under {LATENCY_LIMIT_SEC // 60} minutes",
-            ok,
+            WAIT if not rows else ok,
             f"95% of the last {LATENCY_WINDOW}'s new rows in dds within {LATENCY_LIMIT_SEC} s of created_at",
             f"p95 {p95:.0f} s, max {worst:.0f} s over {rows} rows" if rows else "no rows created since the first load",
-            "" if ok else "runs are too slow or too rare: schedule every minute, keep runs short",
+            ""
+            if ok
+            else "runs are too slow or too rare: schedule every minute, keep runs short"
+            if rows
+            else "rows count once they are created after the first load",
         )
 
 
@@ -295,6 +309,7 @@ def g4_plan() -> list[Check]:
     """G4's checks, in report order: G3's on dds (with quarantine as an answer), then the WAP ones."""
     return [
         checks.check_tables_exist,
+        checks.check_column_types,
         checks.check_shops_loaded,
         checks.check_unique_keys,
         check_published_or_held,
@@ -308,4 +323,6 @@ def g4_plan() -> list[Check]:
         check_audit_log,
         check_latency,
         check_released,
+        checks.check_deleted_rows_kept,
+        *checks.RUN_CHECKS,
     ]

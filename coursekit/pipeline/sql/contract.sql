@@ -15,25 +15,40 @@ from {dds_table}
 where eff_from_dttm > eff_to_dttm;
 
 -- name: interval_gaps
--- Consecutive versions touch: the next starts one second after the previous ends
--- (no gap, no overlap).
+-- Consecutive versions touch: the next starts no later than one second after the
+-- previous ends (no gap: a moment in which the key has no version).
 select {key}, src_id, eff_from_dttm, eff_to_dttm, next_from
 from (
     select {key}, src_id, eff_from_dttm, eff_to_dttm,
            lead(eff_from_dttm) over (partition by {key}, src_id order by eff_from_dttm) as next_from
     from {dds_table}
 ) as versions
-where next_from is not null and next_from <> eff_to_dttm + interval '1 second';
+where next_from > eff_to_dttm + interval '1 second';
+
+-- name: interval_overlaps
+-- The next version starts no earlier than one second after the previous ends
+-- (no overlap: a moment in which the key has two versions).
+select {key}, src_id, eff_from_dttm, eff_to_dttm, next_from
+from (
+    select {key}, src_id, eff_from_dttm, eff_to_dttm,
+           lead(eff_from_dttm) over (partition by {key}, src_id order by eff_from_dttm) as next_from
+    from {dds_table}
+) as versions
+where next_from < eff_to_dttm + interval '1 second';
 
 -- name: repeated_versions
--- Two consecutive versions never carry the same business values.
+-- Two consecutive versions never carry the same business values. NULL-safe twice
+-- over: "has a previous version" is asked of eff_from_dttm (never NULL), because a
+-- row value with any NULL field is not "is not null"; and composite values compare
+-- with NULL fields as equal, so an unchanged NULL is no change.
 select {key}, src_id, eff_from_dttm
 from (
     select {key}, src_id, eff_from_dttm, ({value_columns}) as business_values,
-           lag(({value_columns})) over (partition by {key}, src_id order by eff_from_dttm) as previous_values
+           lag(({value_columns})) over (partition by {key}, src_id order by eff_from_dttm) as previous_values,
+           lag(eff_from_dttm) over (partition by {key}, src_id order by eff_from_dttm) as previous_from
     from {dds_table}
 ) as versions
-where previous_values is not null and business_values is not distinct from previous_values;
+where previous_from is not null and business_values is not distinct from previous_values;
 
 -- name: sub_second
 -- Interval bounds are whole seconds (UTC).

@@ -1,0 +1,81 @@
+"""The fast mode's Airflow: runs the learner's DAGs one run at a time, on command.
+
+Started by `fast.py` in a private AIRFLOW_HOME (SQLite metadata, the learner's
+DAG folder copied, connections pointing at the private databases). It imports
+Airflow and parses the folder once, then reads one JSON command per line on
+stdin and appends one JSON reply per command to the reply file (stdout is
+Airflow's own log):
+
+    {"cmd": "run", "dag_id": "load_shops_to_dwh"}
+    {"cmd": "rerun", "dag_id": "...", "logical_date": "...", "run_after": "..."}
+
+Each run is `dag.test()`, Airflow's own way to run a whole DAG run in one
+process, with retries off so that a failure shows at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def describe(run: Any) -> dict:
+    from airflow.utils.state import TaskInstanceState
+
+    failed = sorted(ti.task_id for ti in run.get_task_instances() if ti.state == TaskInstanceState.FAILED)
+    return {
+        "run_id": run.run_id,
+        "state": str(run.state),
+        "start": _iso(run.start_date),
+        "end": _iso(run.end_date),
+        "logical_date": _iso(run.logical_date),
+        "run_after": _iso(run.run_after),
+        "failed_tasks": failed,
+    }
+
+
+def main(dags_folder: str, reply_file: str) -> int:
+    from airflow.models import DagBag
+
+    replies = Path(reply_file)
+
+    def reply(message: dict) -> None:
+        with replies.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(message) + "\n")
+
+    bag = DagBag(dag_folder=dags_folder)
+    dags = {}
+    for dag_id, dag in bag.dags.items():
+        kinds = sorted({type(task).__name__ for task in dag.tasks})
+        dags[dag_id] = {"max_active_runs": dag.max_active_runs, "task_types": kinds, "tasks": len(dag.tasks)}
+        for task in dag.tasks:
+            task.retries = 0
+    reply({"ready": True, "dags": dags, "import_errors": {Path(k).name: v for k, v in bag.import_errors.items()}})
+    for line in sys.stdin:
+        command = json.loads(line)
+        try:
+            dag = bag.get_dag(command["dag_id"])
+            if command["cmd"] == "run":
+                run = dag.test()
+            else:
+                run = dag.test(
+                    logical_date=datetime.fromisoformat(command["logical_date"]),
+                    run_after=datetime.fromisoformat(command["run_after"]),
+                )
+            reply(describe(run))
+        except Exception as exc:  # report it; the orchestrator decides what a failed command means
+            traceback.print_exc()
+            reply({"state": "error", "error": f"{type(exc).__name__}: {exc}"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))
