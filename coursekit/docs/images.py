@@ -333,6 +333,82 @@ def airflow_screenshots(stack: PrivateStack, out: Path, runs: list[dict]) -> lis
     return pictures
 
 
+# -- 2a'. pgAdmin: the registered servers, one key's SCD2 history in the query tool -------------------------------
+
+PGADMIN_SCD2_QUERY = """\
+select customer_id, src_id, first_name, last_name, address, eff_from_dttm, eff_to_dttm
+from dds.customers
+where (customer_id, src_id) = (select customer_id, src_id from dds.customers
+                               group by 1, 2 order by count(*) desc, 2, 1 limit 1)
+order by eff_from_dttm;"""
+TREE_LABEL = """(() => {{ const e = [...document.querySelectorAll('.file-name')]
+  .find(e => e.textContent.trim() === {label} && e.getBoundingClientRect().width > 0);
+  if (!e) return null; const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"""
+QUERY_TOOL = "[...document.querySelectorAll('iframe')].find(f => f.getBoundingClientRect().width > 0)"
+
+
+def _click(browser: Chromium, x: float, y: float, count: int = 1) -> None:
+    browser.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+    for click in range(1, count + 1):
+        for kind in ("mousePressed", "mouseReleased"):
+            browser.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=click)
+
+
+def _open_in_tree(browser: Chromium, label: str, count: int = 2) -> None:
+    """Double-click a node of pgAdmin's object explorer, as a learner does (a server connects)."""
+    _click(browser, *browser.wait_for(TREE_LABEL.format(label=json.dumps(label)), what=f"{label} in the tree"), count)
+
+
+def pgadmin_screenshots(stack: PrivateStack, out: Path) -> list[Picture]:
+    """pgAdmin of `make run`: the three servers opened without a password, then a query tool on dwh."""
+    base = f"http://127.0.0.1:{stack.ports['PGADMIN_PORT']}"
+    with Chromium(width=1600, height=900) as browser:
+        browser.goto(f"{base}/browser/")
+        browser.wait_for(TREE_LABEL.format(label=json.dumps("Course")), what="the group Course")
+        time.sleep(2)  # the tree takes clicks once the page has settled
+        _open_in_tree(browser, "Course")  # a fresh pgAdmin: every node starts collapsed
+        for server in ("pg-shop-1", "pg-shop-2", "pg-dwh"):
+            _open_in_tree(browser, server)  # no password dialog: the passfile answers
+            browser.wait_for(HAS_TEXT.format(names=json.dumps(["Login/Group Roles"])), what=f"{server} connected")
+            time.sleep(1.5)
+        _open_in_tree(browser, "Databases")
+        _open_in_tree(browser, "dwh")
+        _open_in_tree(browser, "Schemas")
+        _open_in_tree(browser, "pg-dwh", count=1)
+        time.sleep(8)  # the dashboard's graphs fill in
+        browser.screenshot(out / "pgadmin-servers.png")
+
+        _open_in_tree(browser, "dwh", count=1)
+        _click(browser, *browser.center_of('button[aria-label="Query Tool"]'))
+        editor = f"""(() => {{ const f = {QUERY_TOOL}; const e = f && f.contentDocument
+          && f.contentDocument.querySelector('.cm-content'); if (!e) return null;
+          const o = f.getBoundingClientRect(), r = e.getBoundingClientRect();
+          return [o.x + r.x + 60, o.y + r.y + 8]; }})()"""
+        _click(browser, *browser.wait_for(editor, what="the query tool's editor"))
+        browser.send("Input.insertText", text=PGADMIN_SCD2_QUERY)
+        for kind in ("keyDown", "keyUp"):
+            browser.send("Input.dispatchKeyEvent", type=kind, key="F5", code="F5", windowsVirtualKeyCode=116)
+        browser.wait_for(
+            f"{QUERY_TOOL}.contentDocument.querySelectorAll('.rdg-row').length > 1", what="the query's rows"
+        )
+        time.sleep(2)
+        browser.screenshot(out / "pgadmin-query-tool.png")
+    return [
+        Picture(
+            "pgadmin-servers.png",
+            "pgAdmin4 of `make run` (no Docker): pg-shop-1, pg-shop-2 and pg-dwh registered in the group Course from "
+            "the grade's servers.json, each opened with a double-click and no password; pg-dwh's dwh schemas.",
+            "Headless Chromium on the private stack's pgAdmin, tree nodes double-clicked as a learner does",
+        ),
+        Picture(
+            "pgadmin-query-tool.png",
+            "pgAdmin's query tool on pg-dwh: the SCD2 history of the customer with the most versions in "
+            "dds.customers (eff_from_dttm / eff_to_dttm).",
+            "Headless Chromium: Query Tool button, the query typed into the editor, F5",
+        ),
+    ]
+
+
 # -- 2b. one key's SCD2 history --------------------------------------------------------------------------------
 
 SCD2_KEY_QUERY = """\
@@ -652,6 +728,8 @@ def main(argv: list[str] | None = None) -> int:
             runs = let_data_flow(stack, options.minutes)
             say("  … screenshots of the Airflow UI")
             pictures += airflow_screenshots(stack, out, runs)
+            say("  … screenshots of pgAdmin")
+            pictures += pgadmin_screenshots(stack, out)
             say("  … SCD2 history and generator logs")
             pictures += data_pictures(stack, out)
         say("3. load-test plots")
