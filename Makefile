@@ -8,8 +8,13 @@
 #   make reset   - stop and wipe the grade's native data, logs and staging files
 #   make memory  - memory (PSS) of the running native stack, per component
 #   make airflow ARGS="dags list" - the Airflow CLI against the native stack
-#   make check   - check a running grade against its Definition of done (GRADE=G3_Middle)
-#   make test    - lint + the whole test suite (what CI runs)
+#   make check   - check a running grade against its Definition of done (GRADE=G3_Middle);
+#                  FAST=1 grades the DAG folder on a private, time-compressed copy instead
+#                  (DAGS_DIR=<folder> or SOLUTION=1 grades another folder). The last line says
+#                  DONE, NOT DONE, WAIT or CANNOT CHECK; make exits 2 for all but DONE
+#   make test    - lint + the whole test suite without Docker (what CI runs first)
+#   make test-fast - lint + the tests not marked slow (the inner loop, a few minutes)
+#   make test-docker - the grades' real Docker stacks (tests/docker; needs a Docker engine, ~25 min)
 #   make bench   - benchmarks that print key=value figures
 #   make loadtest GRADE=G4_Senior ARGS="--short" - drive the shops harder, measure, write loadtest-report/
 #   make images  - regenerate images/ from a real run (manual, ~5 min; commit the result)
@@ -24,7 +29,7 @@ GRADE ?= G0_Trainee
 AIRFLOW_VERSION := 3.3.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv test lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades
+.PHONY: help venv test test-fast test-docker lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades
 
 help:
 	@grep -E '^#   ' Makefile | sed 's/^#   //'
@@ -44,6 +49,13 @@ lint: venv
 test: lint
 	$(PY) -m pytest
 
+test-fast: lint
+	$(PY) -m pytest -m "not slow and not docker"
+
+# The real `docker compose` plugin, never .venv/bin/docker-compose (its wrapper exits 0 on failure).
+test-docker: venv
+	$(PY) -m pytest tests/docker -m docker --timeout 1800 --durations=0 -p no:cacheprovider
+
 run stop status reset memory: venv
 	$(if $(SOLUTION),DAGS_DIR=../solution/dags) $(PY) -m coursekit.native $@ --grade $(GRADE)
 
@@ -51,7 +63,7 @@ loadtest: venv
 	$(PY) -m coursekit.loadtest --grade $(GRADE) $(ARGS)
 
 check: venv
-	$(PY) -m coursekit.checker --grade $(GRADE) $(ARGS)
+	$(if $(SOLUTION),DAGS_DIR=../solution/dags) $(PY) -m coursekit.checker --grade $(GRADE) $(if $(FAST),--fast) $(ARGS)
 
 airflow: venv
 	$(PY) -m coursekit.native airflow --grade $(GRADE) -- $(ARGS)

@@ -18,7 +18,7 @@ import pytest
 from support import airflow_conn, generator_env, run_generator
 
 from coursekit.checker.__main__ import PLANS
-from coursekit.checker.checks import Context
+from coursekit.checker.checks import FAIL, WAIT, Context
 from coursekit.checker.stack import GradeStack
 from coursekit.grade import Grade
 
@@ -64,8 +64,9 @@ def check(
     dags_dir: Path | None = None,
     tmp_path=None,
     update_window: int | None = None,
-) -> dict[str, bool]:
-    """Run the grade's checks against the test databases; returns check name -> passed."""
+    stable_before: datetime | None = None,
+) -> dict[str, str]:
+    """Run the grade's checks against the test databases; returns check name -> PASS / FAIL / WAIT."""
     stack = GradeStack(Grade.named(grade))
     dwh = dbs["dwh"]
     stack.dwh_port = dwh.port
@@ -79,19 +80,32 @@ def check(
         copy = tmp_path / "grade" / grade
         shutil.copytree(dags_dir, copy / "airflow_data" / "dags", dirs_exist_ok=True)
         stack.grade = Grade(grade, copy)
+        stack.dags_dir = copy / "airflow_data" / "dags"
     plan, scd2 = PLANS[grade]
-    later = datetime.now(UTC) + timedelta(minutes=1)  # generators stopped: every row is stable
+    later = stable_before or datetime.now(UTC) + timedelta(minutes=1)  # generators stopped: every row is stable
     with ExitStack() as stack_of:
         dwh_conn = stack_of.enter_context(stack.connect_dwh())
         shops = {s.name: stack_of.enter_context(stack.connect_shop(s)) for s in stack.shops}
         ctx = Context(stack=stack, dwh=dwh_conn, shops=shops, stable_before={s: later for s in SHOPS}, scd2=scd2)
         results = [result for step in plan for result in step(ctx)]
     assert results, "a checker must check something"
-    return {r.name: r.passed for r in results}
+    return {r.name: str(r.verdict) for r in results}
 
 
-def failing(results: dict[str, bool]) -> set[str]:
-    return {name for name, passed in results.items() if not passed}
+def failing(results: dict[str, str]) -> set[str]:
+    return {name for name, verdict in results.items() if verdict == FAIL}
+
+
+def waiting(results: dict[str, str]) -> set[str]:
+    return {name for name, verdict in results.items() if verdict == WAIT}
+
+
+# Without Airflow's REST API (the tests call the checks directly) the run checks cannot know the runs.
+RUN_CHECKS = {
+    "the last 10 runs of the load DAG succeeded",
+    "runs of the load DAG never overlap",
+    "re-running a finished run changes nothing",
+}
 
 
 @pytest.fixture
@@ -120,6 +134,12 @@ def test_g3_and_g0_checkers_pass_on_the_reference_and_catch_broken_warehouses(ai
     for grade in ("G3_Middle", "G0_Trainee"):
         results = check(grade, dbs)
         assert failing(results) == set(), f"{grade} checker fails the reference: {failing(results)}"
+        assert waiting(results) == RUN_CHECKS, f"{grade}: only the run checks may wait here"
+
+    # Nothing old enough to compare yet: the comparisons wait, they do not pass on zero rows.
+    early = check("G3_Middle", dbs, stable_before=datetime.now(UTC) - timedelta(days=1))
+    assert early["dds.orders: every source row is loaded"] == WAIT
+    assert early["dds.orders: current values equal the source"] == WAIT
 
     dwh = dbs["dwh"]
     broken = {
@@ -143,8 +163,8 @@ def test_g3_and_g0_checkers_pass_on_the_reference_and_catch_broken_warehouses(ai
     }
     expected = {
         "double-loaded batch": {"dds.orders: exactly one current version per key"},
-        "missing shop": {"dds.customers has rows of every shop", "dds.customers: every stable source row is loaded"},
-        "overlapping interval": {"dds.products: contiguous versions: next eff_from = previous eff_to + 1 second"},
+        "missing shop": {"dds.customers has rows of every shop", "dds.customers: every source row is loaded"},
+        "overlapping interval": {"dds.products: no overlap: next eff_from = previous eff_to + 1 second"},
         "lost update": {"dds.orders: current values equal the source"},
         "missing table": {"dds.products exists"},
     }
@@ -164,18 +184,18 @@ def test_g3_and_g0_checkers_pass_on_the_reference_and_catch_broken_warehouses(ai
     database = copy_database(dwh, f"{dwh.name}_no_history")
     try:
         mutate(dwh, database, ["delete from dds.orders where eff_to_dttm <> '9999-12-31 23:59:59+00'"])
-        young = failing(check("G3_Middle", dbs, database))
+        young = check("G3_Middle", dbs, database)
         import coursekit.checker.checks as checks_module
 
         margin, checks_module.HISTORY_MARGIN_SEC = checks_module.HISTORY_MARGIN_SEC, 0
         try:
-            old = failing(check("G3_Middle", dbs, database, update_window=1))
+            old = check("G3_Middle", dbs, database, update_window=1)
         finally:
             checks_module.HISTORY_MARGIN_SEC = margin
     finally:
         dwh.server.drop_database(database)
-    assert "dds.orders: updated keys have more than one version" not in young, "too early to tell is no failure"
-    assert "dds.orders: updated keys have more than one version" in old
+    assert young["dds.orders: updated keys have more than one version"] == WAIT, "too early to tell: neither way"
+    assert "dds.orders: updated keys have more than one version" in failing(old)
 
 
 @pytest.mark.slow
@@ -241,4 +261,101 @@ def test_a_stack_that_is_not_running_gets_a_clear_message():
     )
     assert result.returncode == 2
     assert "cannot reach pg-dwh" in result.stdout and "make run GRADE=G2_Junior" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("CANNOT CHECK: cannot reach pg-dwh")
     assert "Traceback" not in result.stdout + result.stderr
+
+
+OPEN = "9999-12-31 23:59:59+00"
+
+
+def null_versions(key: int, versions: list[tuple[str, str, str]], created: str = "2099-01-01 00:00:00+00") -> list[str]:
+    """Statements adding versions of one customer whose phone and address are NULL.
+
+    Each version is (first_name, eff_from_dttm, eff_to_dttm); created_at lies in the
+    future so that the synthetic key (large id) never breaks "ids grow with created_at".
+    """
+    statements = [
+        "drop table if exists tpl",
+        f"create temp table tpl as select * from dds.customers where eff_to_dttm = '{OPEN}' limit 1",  # noqa: S608 - constants of this test
+    ]
+    for first_name, start, end in versions:
+        statements += [
+            f"update tpl set customer_id = {key}, src_id = 'New-York', phone = null, address = null,"  # noqa: S608
+            f" first_name = '{first_name}', created_at = '{created}', eff_from_dttm = '{start}', eff_to_dttm = '{end}'",
+            "insert into dds.customers select * from tpl",
+        ]
+    return statements
+
+
+T0, T9, T10, T15, T20 = (f"2099-01-01 00:00:{s:02d}+00" for s in (0, 9, 10, 15, 20))
+# rule broken only on rows holding NULLs -> (statements, the checks that must fail)
+NULL_ROWS_BROKEN = {
+    "repeated_versions": (
+        null_versions(990001, [("Ann", T0, T9), ("Ann", T10, OPEN)]),
+        {"dds.customers: no two consecutive identical versions"},
+    ),
+    "interval_gaps": (
+        null_versions(990002, [("Ann", T0, T9), ("Bob", T20, OPEN)]),
+        {"dds.customers: no gap: next eff_from = previous eff_to + 1 second"},
+    ),
+    "interval_overlaps": (
+        null_versions(990003, [("Ann", T0, T15), ("Bob", T10, OPEN)]),
+        {"dds.customers: no overlap: next eff_from = previous eff_to + 1 second"},
+    ),
+    "sub_second": (
+        # the reference's columns are timestamptz(0): a learner's plain timestamptz keeps fractions
+        [f"alter table dds.customers alter column {c} type timestamptz" for c in ("eff_from_dttm", "eff_to_dttm")]
+        + null_versions(990004, [("Ann", T0, "2099-01-01 00:00:09.5+00"), ("Bob", "2099-01-01 00:00:10.5+00", OPEN)]),
+        {"dds.customers: eff_from_dttm and eff_to_dttm in whole seconds"},
+    ),
+    "first_version_start": (
+        null_versions(990005, [("Ann", "2099-01-01 00:00:05+00", OPEN)]),
+        {"dds.customers: a key's first version starts at its created_at (to the second)"},
+    ),
+    "interval_order": (
+        # the reference forbids it with a CHECK constraint; a learner's table may not
+        [
+            "do $$ declare c text; begin select conname into c from pg_constraint"
+            " where conrelid = 'dds.customers'::regclass and contype = 'c';"
+            " execute format('alter table dds.customers drop constraint %I', c); end $$"
+        ]
+        + null_versions(990006, [("Ann", T10, T0)])
+        + null_versions(990006, [("Bob", T20, OPEN)])[2:],
+        {"dds.customers: eff_from_dttm <= eff_to_dttm"},
+    ),
+    "current_version_count": (
+        ["drop index dds.customers_current_uq"] + null_versions(990007, [("Ann", T0, OPEN), ("Bob", T10, OPEN)]),
+        {"dds.customers: exactly one current version per key"},
+    ),
+}
+
+
+@pytest.mark.slow
+def test_every_contract_rule_catches_violations_only_on_rows_with_nulls(airflow, dbs, tmp_path):
+    """NULL-safety: a rule broken only by versions holding NULLs must still fail (IS DISTINCT FROM, not <>)."""
+    load(airflow, dbs, tmp_path)
+    dwh = dbs["dwh"]
+    assert dwh.query("select count(*) from dds.customers where phone is null")[0][0] > 0, "the data has NULLs"
+    for number, (rule, (statements, expected)) in enumerate(NULL_ROWS_BROKEN.items()):
+        database = copy_database(dwh, f"{dwh.name}_null_{number}")
+        try:
+            mutate(dwh, database, statements)
+            failed = failing(check("G3_Middle", dbs, database))
+        finally:
+            dwh.server.drop_database(database)
+        assert expected <= failed, f"{rule}: expected {expected} among failures {failed}"
+        assert all(name.startswith("dds.customers") for name in failed), f"{rule}: unrelated failures {failed}"
+
+
+def test_the_verdict_line_and_exit_code_follow_the_worst_check():
+    from coursekit.checker.checks import PASS, CheckResult
+    from coursekit.checker.report import EXIT_CODES, verdict
+
+    def results(*verdicts: str) -> list[CheckResult]:
+        return [CheckResult("item", f"check {n}", v, "e", "f", "hint") for n, v in enumerate(verdicts)]
+
+    assert verdict(results(PASS, PASS))[0] == "DONE"
+    assert verdict(results(PASS, WAIT))[0] == "WAIT"
+    assert verdict(results(WAIT, FAIL, PASS))[0] == "NOT DONE"
+    assert "check 1" in verdict(results(WAIT, FAIL, PASS))[1]
+    assert EXIT_CODES == {"DONE": 0, "NOT DONE": 1, "CANNOT CHECK": 2, "WAIT": 3}

@@ -184,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wait", action="store_true", help="check after the last finished run, without waiting")
     parser.add_argument("--no-rerun", action="store_true", help="do not re-run a finished run (idempotency WAITs)")
     parser.add_argument("--fast", action="store_true", help="grade on a private, time-compressed copy (FAST=1)")
-    parser.add_argument("--dags-dir", type=Path, help="with --fast: grade this DAG folder (default: the grade's)")
+    parser.add_argument(
+        "--dags-dir",
+        type=Path,
+        help="with --fast: grade this DAG folder (default: DAGS_DIR as compose resolves it, else the grade's)",
+    )
     parser.add_argument(
         "--grades-root",
         type=Path,
@@ -199,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         if options.fast:
             from coursekit.checker.fast import grade_fast
 
-            results = grade_fast(grade, plan, scd2, options.dags_dir, console)
+            dags_dir = options.dags_dir or GradeStack(grade).dags_dir
+            results = grade_fast(grade, plan, scd2, dags_dir, console)
         else:
             results = live(GradeStack(grade), plan, scd2, options, console)
     except StackNotReachable as exc:

@@ -2,15 +2,16 @@
 
 The live check needs a stack that has run long enough for every mistake to
 show (updates within 5 minutes, retention after 2 hours). This mode makes the
-same events happen in about three minutes, on its own embedded databases and
+same events happen in one to two minutes, on its own embedded databases and
 free ports, never touching the learner's running stack:
 
 * the shops tick every second, update rows for `update_window` seconds and
   delete them after `delete_after` seconds; their text holds quotes,
-  semicolons, newlines, tabs, emoji and Turkish letters, and every nullable
-  column holds NULLs;
+  semicolons, newlines, tabs, emoji and Turkish letters, and every column the
+  shops ever leave empty is NULL in a fifth of the rows (and some loaded rows
+  change to and from NULL);
 * the load DAG runs back to back (Airflow's `dag.test()`, see `fast_runner.py`)
-  instead of waiting for its cron schedule;
+  instead of waiting for its cron schedule, with retries off;
 * one run is frozen: the shops pause, so what that run loaded is known exactly
   (which keys are later updated, which later deleted);
 * one run is killed in the middle of its merge (its first write to `dds`
@@ -20,6 +21,9 @@ free ports, never touching the learner's running stack:
   nothing may change.
 
 Then the grade's checks run exactly as in the live mode, on this warehouse.
+`grade_many` grades several DAG folders side by side against the same shops,
+each with its own warehouse database and Airflow (the tests grade a dozen wrong
+solutions that way).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass, field
@@ -45,7 +50,7 @@ from rich.console import Console
 
 from coursekit.checker import checks
 from coursekit.checker.airflow_api import NOT_LOADS
-from coursekit.checker.checks import FAIL, PASS, CheckResult, Context, Observed, Rerun, Run
+from coursekit.checker.checks import CheckResult, Context, Observed, Rerun, Run
 from coursekit.checker.stack import GradeStack, Shop, StackNotReachable
 from coursekit.grade import POSTGRES_SERVICES, REPO_ROOT, SHOP_DATABASE, SHOPS, Grade
 from coursekit.native.compose import load_compose
@@ -69,36 +74,95 @@ HOSTILE_TEXT = [
 
 @dataclass
 class FastSettings:
-    """How compressed the scenario is. The defaults fit a G3 verdict into ~3 minutes on 2 cores."""
+    """How compressed the scenario is. The defaults give a G3 verdict in about a minute and a half on 2 cores."""
 
     update_window: int = 30  # UPDATE_NOT_OLDER_THAN_SEC of the private shops
     delete_after: int = 50  # DELETE_OLDER_THAN_SEC
     warmup: float = 6  # seconds of shop activity before the first run
     min_busy_runs: int = 1  # runs with the shops ticking between the source-down run and the end
     pause: float = 3  # seconds of shop activity between two busy runs
-    null_share: float = 0.2  # of every nullable column
-    hostile_share: float = 0.5  # of one text column per table
+    null_share: float = 0.2  # of every column the shops leave empty at times
     run_timeout: float = 600
-    keep: bool = False  # keep the private copy (data, logs) for a look afterwards
+    concurrency: int = 2  # DAG folders run at once (several are graded side by side in the tests)
+    keep: bool = False  # keep the private databases for a look afterwards
 
 
 @dataclass
 class Scenario:
-    """What happened, for the report and the checks."""
+    """What happened to one DAG folder, for its checks."""
 
     runs: list[Run] = field(default_factory=list)
     rerun: Rerun | None = None
     observed: Observed | None = None
-    notes: list[str] = field(default_factory=list)
-    killed: bool = False
+
+
+class Variant:
+    """One DAG folder under test: its own warehouse database, Airflow home and Airflow runner."""
+
+    def __init__(self, name: str, dags_dir: Path, root: Path, dwh_database: str) -> None:
+        self.name = name
+        self.dags_dir = dags_dir
+        self.root = root
+        self.dwh_database = dwh_database
+        self.replies = root / "runner-replies.jsonl"
+        self.log = root / "airflow-runs.log"
+        self.seen = 0
+        self.runner: subprocess.Popen | None = None
+        self.ready: dict = {"dags": {}, "import_errors": {}}
+        self.dag_id: str | None = None
+        self.scenario = Scenario()
+
+    def start_runner(self, env: dict[str, str]) -> None:
+        self.replies.touch()
+        self.seen = len(self.replies.read_text(encoding="utf-8").splitlines())
+        with open(self.log, "ab") as log:
+            self.runner = subprocess.Popen(
+                [sys.executable, "-m", "coursekit.checker.fast_runner", str(self.root / "dags"), str(self.replies)],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,  # the kill takes the runner's whole process group
+            )
+
+    def has_reply(self) -> bool:
+        return len(self.replies.read_text(encoding="utf-8").splitlines()) > self.seen
+
+    def next_reply(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.has_reply():
+                self.seen += 1
+                return json.loads(self.replies.read_text(encoding="utf-8").splitlines()[self.seen - 1])
+            if self.runner is not None and self.runner.poll() is not None:
+                raise StackNotReachable(f"Airflow stopped; see {self.log}")
+            time.sleep(0.2)
+        raise StackNotReachable(f"Airflow did not answer within {timeout:.0f} s; see {self.log}")
+
+    def send(self, command: dict) -> None:
+        assert self.runner is not None and self.runner.stdin is not None
+        self.runner.stdin.write(json.dumps(command) + "\n")
+        self.runner.stdin.flush()
+
+    def run(self, timeout: float, **rerun: str) -> dict:
+        assert self.dag_id is not None
+        self.send({"cmd": "rerun" if rerun else "run", "dag_id": self.dag_id, **rerun})
+        return self.next_reply(timeout)
+
+    def kill(self) -> None:
+        if self.runner is not None and self.runner.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.runner.pid, signal.SIGKILL)
+            self.runner.wait(timeout=30)
+        self.runner = None
 
 
 class FastRun:
-    """One private copy of a grade with its databases, generators and Airflow runner."""
+    """A private copy of one grade: databases and generators shared by every DAG folder under test."""
 
-    def __init__(self, grade: Grade, dags_dir: Path, settings: FastSettings, console: Console) -> None:
+    def __init__(self, grade: Grade, folders: dict[str, Path], settings: FastSettings, console: Console) -> None:
         self.grade = grade
-        self.dags_dir = dags_dir
         self.settings = settings
         self.console = console
         self.root = Path(tempfile.mkdtemp(prefix=f"coursekit-fast-{grade.name}-"))
@@ -106,16 +170,25 @@ class FastRun:
         self.ports = {service: free_port() for service in POSTGRES_SERVICES}
         self.servers: dict[str, EmbeddedPostgres] = {}
         self.generators: dict[str, subprocess.Popen] = {}
-        self.runner: subprocess.Popen | None = None
-        self.replies_seen = 0
-        self.started = time.monotonic()
         self.config_path = self.root / "generator-config.json"
-        self.shops_started = time.monotonic()
+        self.started = self.shops_started = time.monotonic()
+        default = grade.env("pg-dwh").get("POSTGRES_DB") or grade.env("pg-dwh")["POSTGRES_USER"]
+        self.variants = [
+            Variant(name, path, self.root / "variants" / f"{number:02d}", default if number == 0 else f"dwh_{number}")
+            for number, (name, path) in enumerate(folders.items())
+        ]
 
-    # -- setup -------------------------------------------------------------------------------------------------
+    def say(self, text: str, variant: Variant | None = None) -> None:
+        who = f"{variant.name}: " if variant is not None and len(self.variants) > 1 else ""
+        self.console.print(f"{time.monotonic() - self.started:5.0f} s  {who}{text}", highlight=False, markup=False)
 
-    def say(self, text: str) -> None:
-        self.console.print(f"[dim]{time.monotonic() - self.started:5.0f} s[/dim]  {text}", highlight=False)
+    def each(self, step: Callable[[Variant], object]) -> list:
+        """Do `step` for every variant that has a load DAG, a few at a time."""
+        active = [v for v in self.variants if v.dag_id is not None]
+        with ThreadPoolExecutor(max(1, min(self.settings.concurrency, len(active) or 1))) as pool:
+            return list(pool.map(step, active))
+
+    # -- databases and shops -------------------------------------------------------------------------------------
 
     def start_databases(self) -> None:
         def start(service: str) -> None:
@@ -131,16 +204,22 @@ class FastRun:
 
         with ThreadPoolExecutor(len(POSTGRES_SERVICES)) as pool:
             list(pool.map(start, POSTGRES_SERVICES))
+        for variant in self.variants[1:]:
+            self.servers["pg-dwh"].create_database(variant.dwh_database)
 
-    def generator_config(self) -> Path:
-        """The grade's config.json with NULLs in every nullable column and hostile text in one column per table."""
+    def write_generator_config(self) -> None:
+        """The grade's config.json, harsher: more NULLs, and hostile text in one column per table.
+
+        Nullable means what the shop's own config leaves empty at times (`null_share`): a
+        column the shops never leave empty may rightly be audited as NOT NULL (G4).
+        """
         config = json.loads(self.grade.generator_config.read_text(encoding="utf-8"))
         for spec in config["tables"].values():
             hostile_done = False
             for column in reversed(list(spec["columns"])):
                 entry = spec["columns"][column]
                 taken = entry.get("invalid_share", 0) + entry.get("late_share", 0)
-                if entry.get("references") is None and entry.get("null_share", 0) < self.settings.null_share:
+                if 0 < entry.get("null_share", 0) < self.settings.null_share:
                     entry["null_share"] = min(self.settings.null_share, max(0.0, 1 - taken))
                 if not hostile_done and entry["type"] == "text" and not entry.get("invalid_values") and not taken:
                     if entry.get("provider") not in (None, "random_element"):
@@ -150,7 +229,6 @@ class FastRun:
                         )
                         hostile_done = True
         self.config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
-        return self.config_path
 
     def generator_env(self, shop: str) -> dict[str, str]:
         env = {**os.environ, **self.grade.generator_env(shop)}
@@ -200,86 +278,47 @@ class FastRun:
                     raise StackNotReachable(f"the {shop} generator made no tables within 60 s")
                 time.sleep(0.5)
 
-    def airflow_env(self) -> dict[str, str]:
+    # -- Airflow -----------------------------------------------------------------------------------------------
+
+    def airflow_env(self, variant: Variant) -> dict[str, str]:
         """Airflow's connections from the grade's airflow.env, pointed at the private databases."""
-        home = self.root / "airflow"
+        home = variant.root / "airflow"
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         env.update(
             AIRFLOW_HOME=str(home),
-            AIRFLOW__CORE__DAGS_FOLDER=str(self.root / "dags"),
+            AIRFLOW__CORE__DAGS_FOLDER=str(variant.root / "dags"),
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-            AIRFLOW__CORE__UNIT_TEST_MODE="False",
-            STAGING_DIR=str(self.root / "staging"),
+            STAGING_DIR=str(variant.root / "staging"),
         )
         for name, value in self.services["airflow"].env().items():
             if name.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_")):
-                env[name] = self._rewrite_uri(value)
+                env[name] = self._rewrite_uri(value, variant)
         return env
 
-    def _rewrite_uri(self, uri: str) -> str:
+    def _rewrite_uri(self, uri: str, variant: Variant) -> str:
         parts = urlsplit(uri)
         if parts.hostname not in self.ports:
             return uri
-        netloc = parts.netloc.rsplit("@", 1)
+        login, _, _ = parts.netloc.rpartition("@")
         hostport = f"127.0.0.1:{self.ports[parts.hostname]}"
-        return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{hostport}" if len(netloc) == 2 else hostport))
+        path = f"/{variant.dwh_database}" if parts.hostname == "pg-dwh" else parts.path
+        return urlunsplit(parts._replace(netloc=f"{login}@{hostport}" if login else hostport, path=path))
 
-    def prepare_airflow(self) -> None:
-        shutil.copytree(self.dags_dir, self.root / "dags", ignore=shutil.ignore_patterns("__pycache__"))
-        home = self.root / "airflow"
-        home.mkdir()
+    def start_airflow(self) -> None:
         cached = migrated_metadata_db()
-        shutil.copy(cached, home / "airflow.db")
-
-    def start_runner(self) -> dict:
-        replies = self.root / "runner-replies.jsonl"
-        replies.touch()
-        self.replies_seen = len(replies.read_text(encoding="utf-8").splitlines())
-        log = open(self.root / "airflow-runs.log", "ab")  # the runner writes it while it lives
-        self.runner = subprocess.Popen(
-            [sys.executable, "-m", "coursekit.checker.fast_runner", str(self.root / "dags"), str(replies)],
-            env=self.airflow_env(),
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        log.close()
-        return self.next_reply(timeout=180)
-
-    def next_reply(self, timeout: float) -> dict:
-        replies = self.root / "runner-replies.jsonl"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            lines = replies.read_text(encoding="utf-8").splitlines()
-            if len(lines) > self.replies_seen:
-                self.replies_seen += 1
-                return json.loads(lines[self.replies_seen - 1])
-            if self.runner is not None and self.runner.poll() is not None:
-                raise StackNotReachable(f"Airflow stopped; see {self.root / 'airflow-runs.log'}")
-            time.sleep(0.2)
-        raise StackNotReachable(f"Airflow did not answer within {timeout:.0f} s; see {self.root / 'airflow-runs.log'}")
-
-    def send(self, command: dict) -> None:
-        assert self.runner is not None and self.runner.stdin is not None
-        self.runner.stdin.write(json.dumps(command) + "\n")
-        self.runner.stdin.flush()
-
-    def run(self, dag_id: str, **rerun: str) -> dict:
-        self.send({"cmd": "rerun" if rerun else "run", "dag_id": dag_id, **rerun})
-        return self.next_reply(self.settings.run_timeout)
-
-    def kill_runner(self) -> None:
-        if self.runner is not None and self.runner.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(self.runner.pid, signal.SIGKILL)
-            self.runner.wait(timeout=30)
-        self.runner = None
+        for variant in self.variants:
+            shutil.copytree(variant.dags_dir, variant.root / "dags", ignore=shutil.ignore_patterns("__pycache__"))
+            (variant.root / "airflow").mkdir(parents=True)
+            shutil.copy(cached, variant.root / "airflow" / "airflow.db")
+            variant.start_runner(self.airflow_env(variant))
+        for variant in self.variants:
+            variant.ready = variant.next_reply(timeout=300)
+            variant.dag_id = choose_load_dag(variant.ready["dags"])
 
     def close(self) -> None:
-        self.kill_runner()
+        for variant in self.variants:
+            variant.kill()
         for shop in list(self.generators):
             self.stop_generator(shop)
         for server in self.servers.values():
@@ -288,12 +327,12 @@ class FastRun:
         if not self.settings.keep:
             shutil.rmtree(self.root / "pg", ignore_errors=True)
 
-    # -- the checker's view of the private copy -----------------------------------------------------------------
-
-    def stack(self) -> GradeStack:
+    def stack(self, variant: Variant) -> GradeStack:
+        """The checker's view of the private copy, with this variant's warehouse."""
         stack = GradeStack(self.grade)
         stack.dwh_port = self.ports["pg-dwh"]
-        stack.dags_dir = self.root / "dags"
+        stack.dwh_env = {**stack.dwh_env, "POSTGRES_DB": variant.dwh_database}
+        stack.dags_dir = variant.root / "dags"
         stack.shops = [
             Shop(
                 name=s.name,
@@ -372,32 +411,28 @@ def observe(fast: FastRun, stack: GradeStack, before: datetime) -> Observed:
     return Observed(loaded)
 
 
-def _dds_tables(fast: FastRun) -> list[str]:
-    with closing(fast.servers["pg-dwh"].connect()) as conn, conn.cursor() as cur:
-        cur.execute("select tablename from pg_tables where schemaname = 'dds' order by 1")
-        return [row[0] for row in cur.fetchall()]
-
-
-def killed_in_merge(fast: FastRun, dag_id: str) -> tuple[bool, dict | None]:
+def kill_in_merge(fast: FastRun, variant: Variant) -> None:
     """Run once, holding every dds table in SHARE mode: the run's first write to dds waits, then the run dies.
 
     SHARE lets the run read dds (watermarks) but not write it. Once one of its
     statements waits on the lock, the whole runner is killed with SIGKILL and
     the lock released: a statement already sent then runs to its end, as it
     would on a real crash, and commits only if it was not inside a transaction.
+    The next run must then finish the work with no duplicates and no losses.
     """
-    tables = _dds_tables(fast)
-    if not tables:
-        return False, None
-    dwh = fast.servers["pg-dwh"].connect()
+    dwh = fast.servers["pg-dwh"].connect(variant.dwh_database)
     with closing(dwh), dwh.cursor() as cur:
-        cur.execute(
-            sql.SQL("lock table {} in share mode").format(sql.SQL(", ").join(sql.Identifier("dds", t) for t in tables))
-        )
-        fast.send({"cmd": "run", "dag_id": dag_id})
-        deadline = time.monotonic() + KILL_WAIT_SEC
-        replies = fast.root / "runner-replies.jsonl"
-        while time.monotonic() < deadline:
+        cur.execute("select tablename from pg_tables where schemaname = 'dds' order by 1")
+        tables = [row[0] for row in cur.fetchall()]
+        if tables:
+            cur.execute(
+                sql.SQL("lock table {} in share mode").format(
+                    sql.SQL(", ").join(sql.Identifier("dds", t) for t in tables)
+                )
+            )
+        variant.send({"cmd": "run", "dag_id": variant.dag_id})
+        deadline = time.monotonic() + (KILL_WAIT_SEC if tables else 0)
+        while time.monotonic() < deadline and not variant.has_reply():
             cur.execute("select pg_stat_clear_snapshot()")  # statistics views are cached per transaction
             cur.execute(
                 "select left(query, 80) from pg_stat_activity where wait_event_type = 'Lock'"
@@ -405,130 +440,90 @@ def killed_in_merge(fast: FastRun, dag_id: str) -> tuple[bool, dict | None]:
             )
             waiting = cur.fetchall()
             if waiting:
-                fast.kill_runner()
+                variant.kill()
                 dwh.rollback()
-                fast.say(f"run 3 waited on dds ({' '.join(waiting[0][0].split())!r}): killed")
-                return True, None
-            if len(replies.read_text(encoding="utf-8").splitlines()) > fast.replies_seen:
-                dwh.rollback()
-                return False, fast.next_reply(5)  # the run ended without writing to dds
+                fast.say(f"run 3 waited on dds ({' '.join(waiting[0][0].split())!r}): killed", variant)
+                variant.scenario.runs.insert(0, Run("killed in its merge", "failed", None, None, ["killed"], True))
+                variant.start_runner(fast.airflow_env(variant))
+                variant.next_reply(timeout=300)  # ready again
+                record(fast, variant, "run 4, after the kill", variant.run(fast.settings.run_timeout))
+                return
             time.sleep(0.2)
         dwh.rollback()  # it never wrote to dds while we waited: let it finish
-    return False, fast.next_reply(fast.settings.run_timeout)
+    record(fast, variant, "run 3, never wrote to dds", variant.next_reply(fast.settings.run_timeout))
 
 
-def scenario(fast: FastRun, stack: GradeStack, dag_id: str, scd2: bool) -> Scenario:
-    """The events a real warehouse meets, in order; see the module docstring."""
-    s, settings = Scenario(), fast.settings
+def record(fast: FastRun, variant: Variant, note: str, reply: dict, planned_failure: bool = False) -> dict:
+    variant.scenario.runs.insert(0, _run_record(reply, planned_failure))
+    failed = " ".join(reply.get("failed_tasks") or []) + reply.get("error", "")
+    fast.say(f"{note}: {reply.get('state')} {failed}", variant)
+    return reply
 
-    def run(note: str, planned_failure: bool = False, **rerun: str) -> dict:
-        reply = fast.run(dag_id, **rerun)
-        s.runs.insert(0, _run_record(reply, planned_failure))
-        fast.say(f"{note}: {reply.get('state')} {' '.join(reply.get('failed_tasks') or [])}{reply.get('error', '')}")
-        return reply
 
-    run("run 1, the first load (shops ticking)")
-    # Freeze the shops: what the next run loads is exactly what the shops hold.
-    for shop in SHOPS:
+def scenario(fast: FastRun, stack: GradeStack, scd2: bool) -> None:
+    """The events a real warehouse meets, in order, for every DAG folder at once; see the module docstring."""
+    settings = fast.settings
+
+    def step(note: str, planned_failure: bool = False) -> dict[str, dict]:
+        def one(variant: Variant) -> dict:
+            return record(fast, variant, note, variant.run(settings.run_timeout), planned_failure)
+
+        active = [v for v in fast.variants if v.dag_id is not None]
+        return {v.name: reply for v, reply in zip(active, fast.each(one), strict=True)}
+
+    step("run 1, the first load (shops ticking)")
+    for shop in SHOPS:  # freeze: what the next run loads is exactly what the shops hold
         fast.stop_generator(shop)
     with closing(fast.servers["pg-shop-1"].connect()) as conn, conn.cursor() as cur:
         cur.execute("select now()")
         frozen_at = cur.fetchone()[0]
-    s.observed = observe(fast, stack, frozen_at)
-    frozen = run("run 2, shops paused: everything they hold is loaded")
-    if frozen.get("state") != "success":
-        s.observed = None  # nothing is known to be loaded
-    else:
-        touch_rows(fast, stack, s.observed)
-        fast.say("updated loaded rows in both shops (a value changed, a value set to NULL)")
+    observed = observe(fast, stack, frozen_at)
+    frozen = step("run 2, shops paused: everything they hold is loaded")
+    touch_rows(fast, stack, observed)
+    fast.say("updated loaded rows in both shops (a value changed, a value set to NULL and back)")
+    for variant in fast.variants:
+        if frozen.get(variant.name, {}).get("state") == "success":
+            variant.scenario.observed = observed  # else nothing is known to be loaded
     for shop in SHOPS:
         fast.start_generator(shop)
     time.sleep(2)
 
-    s.killed, reply = killed_in_merge(fast, dag_id)
-    if s.killed:
-        s.runs.insert(0, Run("killed in its merge", "failed", None, None, ["killed"], planned_failure=True))
-        fast.start_runner()
-        run("run 4, after the kill")
-    elif reply is not None:
-        s.runs.insert(0, _run_record(reply))
-        fast.say(f"run 3: ended without writing to dds ({reply.get('state')})")
+    fast.each(lambda variant: kill_in_merge(fast, variant))
 
     fast.stop_generator("shop-2")
     fast.servers["pg-shop-2"].stop("fast")
-    run("a run with pg-shop-2 down", planned_failure=True)
+    step("a run with pg-shop-2 down", planned_failure=True)
     fast.servers["pg-shop-2"].start()
     fast.start_generator("shop-2")
 
-    # Keep loading while the shops update and delete what the frozen run loaded.
-    busy = 0
-    deletes_due = fast.shops_started + settings.delete_after + 3  # the first rows are gone from the shops
+    # Keep loading while the shops update rows and delete what the frozen run loaded.
+    busy, deletes_due = 0, fast.shops_started + settings.delete_after + 3
     while busy < settings.min_busy_runs or time.monotonic() < deletes_due:
         busy += 1
         time.sleep(settings.pause)
-        run(f"busy run {busy} (shops updating and deleting)")
+        step(f"busy run {busy} (shops updating and deleting)")
 
     for shop in SHOPS:
         fast.stop_generator(shop)
-    run("catch-up run, shops stopped")
-    last = run("final run")
+    step("catch-up run, shops stopped")
+    final = step("final run")
+    fast.each(lambda variant: rerun_final(fast, variant, final[variant.name], scd2))
+
+
+def rerun_final(fast: FastRun, variant: Variant, last: dict, scd2: bool) -> None:
+    """Re-run the final run (the shops are stopped): not one row of dds may change."""
+    stack = fast.stack(variant)
     with ExitStack() as exit_stack:
-        ctx = context(stack, s, scd2, connect_all(stack, exit_stack))
+        ctx = context(stack, variant.scenario, scd2, connect_all(stack, exit_stack))
         before = checks.fingerprint(ctx)
-        again = run(
-            "re-run of the final run",
+        again = variant.run(
+            fast.settings.run_timeout,
             logical_date=last.get("logical_date") or "",
             run_after=last.get("run_after") or "",
         )
-        s.runs.pop(0)  # the re-run is graded by its own check
         changed = checks.changed_keys(before, checks.fingerprint(ctx))
-    s.rerun = Rerun(last.get("run_id", "?"), str(again.get("state")), changed)
-    return s
-
-
-def touch_rows(fast: FastRun, stack: GradeStack, observed: Observed) -> None:
-    """Update loaded rows as a shop would: one text value changes, another becomes NULL (or stops being NULL).
-
-    Only rows still inside the shops' update window are touched, so the change
-    is one the learner's lookback must catch. The random updates of the
-    generators happen too; these make sure at least a few loaded keys change.
-    """
-    config = json.loads(fast.config_path.read_text(encoding="utf-8"))
-    for table in stack.tables:
-        spec = config["tables"][table.name]["columns"]
-        column = next(
-            (
-                c
-                for c, e in spec.items()
-                if e["type"] == "text"
-                and e.get("updatable", True)
-                and not e.get("references")
-                and not e.get("invalid_values")
-                and e.get("provider") != "random_element"
-            ),
-            None,
-        )
-        if column is None:
-            continue
-        for shop in stack.shops:
-            server = fast.servers[SHOP_DATABASE[shop.name]]
-            with closing(server.connect()) as conn, conn, conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "select {key} from {t} where {key} = any(%s)"
-                        " and created_at > now() - make_interval(secs => %s) order by {key} desc limit 2"
-                    ).format(key=sql.Identifier(table.key), t=sql.Identifier(table.name)),
-                    (list(observed.loaded[table.name][shop.src_id]), fast.settings.update_window - 5),
-                )
-                keys = [row[0] for row in cur.fetchall()]
-                observed.touched.setdefault(table.name, []).extend((shop.src_id, key) for key in keys)
-                for key, value in zip(keys, ["changed ✓ it's new", None], strict=False):
-                    cur.execute(
-                        sql.SQL(
-                            "update {t} set {c} = case when {c} is null then 'was NULL' else %s end where {key} = %s"
-                        ).format(t=sql.Identifier(table.name), c=sql.Identifier(column), key=sql.Identifier(table.key)),
-                        (value, key),
-                    )
+    fast.say(f"re-run of the final run: {again.get('state')}", variant)
+    variant.scenario.rerun = Rerun(last.get("run_id", "?"), str(again.get("state")), changed)
 
 
 def context(stack: GradeStack, s: Scenario, scd2: bool, connections: dict) -> Context:
@@ -556,58 +551,110 @@ def connect_all(stack: GradeStack, exit_stack: ExitStack) -> dict:
     return connections
 
 
-def grade_fast(
+def grade_variant(fast: FastRun, variant: Variant, plan: list[checks.Check], scd2: bool) -> list[CheckResult]:
+    stack = fast.stack(variant)
+    errors = variant.ready["import_errors"]
+    imports = CheckResult(
+        "the DAG folder loads",
+        "every DAG file imports without errors",
+        not errors,
+        "no import errors",
+        "; ".join(f"{name}: {error.strip().splitlines()[-1]}" for name, error in errors.items())
+        or f"DAGs: {', '.join(sorted(variant.ready['dags']))}",
+        "open the file's import error in the Airflow UI (or run python on the file)",
+    )
+    with ExitStack() as exit_stack:
+        ctx = context(stack, variant.scenario, scd2, connect_all(stack, exit_stack))
+        ctx.max_active_runs = variant.ready["dags"].get(variant.dag_id or "", {}).get("max_active_runs")
+        return [imports] + [result for check in plan for result in check(ctx)]
+
+
+def grade_many(
     grade: Grade,
     plan: list[checks.Check],
     scd2: bool,
-    dags_dir: Path | None,
+    folders: dict[str, Path],
     console: Console,
     settings: FastSettings | None = None,
-) -> list[CheckResult]:
+) -> dict[str, list[CheckResult]]:
+    """Grade several DAG folders side by side against the same shops, each with its own warehouse."""
     settings = settings or FastSettings()
-    dags_dir = (dags_dir or grade.dags_dir).resolve()
-    if not dags_dir.is_dir():
-        raise StackNotReachable(f"no DAG folder at {dags_dir}")
-    fast = FastRun(grade, dags_dir, settings, console)
-    console.print(f"FAST check of {dags_dir} on a private copy of {grade.name} ({fast.root})", highlight=False)
+    for path in folders.values():
+        if not path.is_dir():
+            raise StackNotReachable(f"no DAG folder at {path}")
+    fast = FastRun(grade, {name: path.resolve() for name, path in folders.items()}, settings, console)
+    console.print(f"FAST check on a private copy of {grade.name} ({fast.root})", highlight=False)
     try:
-        fast.prepare_airflow()
-        fast.config_path = fast.generator_config()
+        fast.write_generator_config()
         fast.start_databases()
         fast.shops_started = time.monotonic()
         for shop in SHOPS:
             fast.start_generator(shop)
         fast.say("databases up, shops ticking; starting Airflow")
-        ready = fast.start_runner()
+        fast.start_airflow()
         fast.wait_for_tables()
         time.sleep(settings.warmup)
-        stack = fast.stack()
-        imports = CheckResult(
-            "the DAG folder loads",
-            "every DAG file imports without errors",
-            not ready["import_errors"],
-            "no import errors",
-            "; ".join(f"{name}: {error.strip().splitlines()[-1]}" for name, error in ready["import_errors"].items())
-            or f"DAGs: {', '.join(sorted(ready['dags']))}",
-            "open the file's import error in the Airflow UI (or run python on the file)",
-        )
-        dag_id = choose_load_dag(ready["dags"])
-        s = Scenario()
-        if dag_id is None:
-            fast.say("no load DAG in the folder: checking the empty warehouse")
-        else:
-            fast.say(f"load DAG {dag_id}")
-            s = scenario(fast, stack, dag_id, scd2)
-        with ExitStack() as exit_stack:
-            ctx = context(stack, s, scd2, connect_all(stack, exit_stack))
-            ctx.max_active_runs = ready["dags"].get(dag_id or "", {}).get("max_active_runs")
-            if dag_id is None:
-                ctx.runs = []
-            results = [imports] + [result for check in plan for result in check(ctx)]
-        fast.say(f"graded in {time.monotonic() - fast.started:.0f} s; Airflow's log: {fast.root / 'airflow-runs.log'}")
+        for variant in fast.variants:
+            fast.say(f"load DAG: {variant.dag_id or 'none in the folder (the warehouse stays empty)'}", variant)
+        stack = fast.stack(fast.variants[0])
+        if any(v.dag_id for v in fast.variants):
+            scenario(fast, stack, scd2)
+        results = {v.name: grade_variant(fast, v, plan, scd2) for v in fast.variants}
+        fast.say(f"graded in {time.monotonic() - fast.started:.0f} s; Airflow's log: {fast.variants[0].log}")
         return results
     finally:
         fast.close()
 
 
-__all__ = ["FAIL", "PASS", "FastSettings", "grade_fast"]
+def grade_fast(
+    grade: Grade,
+    plan: list[checks.Check],
+    scd2: bool,
+    dags_dir: Path,
+    console: Console,
+    settings: FastSettings | None = None,
+) -> list[CheckResult]:
+    """`make check FAST=1`: one DAG folder."""
+    console.print(f"grading {dags_dir}", highlight=False)
+    return grade_many(grade, plan, scd2, {"yours": dags_dir}, console, settings)["yours"]
+
+
+def touch_rows(fast: FastRun, stack: GradeStack, observed: Observed) -> None:
+    """Update loaded rows as a shop would: one value changes, another becomes NULL (or stops being NULL).
+
+    Only rows still inside the shops' update window are touched, so the change
+    is one the learner's lookback must catch. The random updates of the
+    generators happen too; these make sure at least a few loaded keys change.
+    """
+    config = json.loads(fast.config_path.read_text(encoding="utf-8"))
+    for table in stack.tables:
+        spec = config["tables"][table.name]["columns"]
+        column = next(
+            (
+                c
+                for c, e in spec.items()
+                if e["type"] == "text" and e.get("null_share", 0) > 0 and not e.get("invalid_values")
+            ),
+            None,
+        )
+        if column is None:
+            continue
+        for shop in stack.shops:
+            server = fast.servers[SHOP_DATABASE[shop.name]]
+            with closing(server.connect()) as conn, conn, conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL(
+                        "select {key} from {t} where {key} = any(%s)"
+                        " and created_at > now() - make_interval(secs => %s) order by {key} desc limit 2"
+                    ).format(key=sql.Identifier(table.key), t=sql.Identifier(table.name)),
+                    (list(observed.loaded[table.name][shop.src_id]), fast.settings.update_window - 5),
+                )
+                keys = [row[0] for row in cur.fetchall()]
+                observed.touched.setdefault(table.name, []).extend((shop.src_id, key) for key in keys)
+                for key, value in zip(keys, ["changed ✓ it's new", None], strict=False):
+                    cur.execute(
+                        sql.SQL(
+                            "update {t} set {c} = case when {c} is null then 'was NULL' else %s end where {key} = %s"
+                        ).format(t=sql.Identifier(table.name), c=sql.Identifier(column), key=sql.Identifier(table.key)),
+                        (value, key),
+                    )
