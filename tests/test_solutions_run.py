@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from conftest import Database
 from psycopg2 import sql
-from solutions.mutations import INDEPENDENT, MUTATIONS, apply, g2_correct
+from solutions.mutations import INDEPENDENT, MUTATIONS, SYMPTOMS, apply, g2_correct
 from support import airflow_conn, dds_snapshot, generator_env, run_generator, start_generator, stop_generator
 
 from coursekit.grade import Grade
@@ -446,10 +446,13 @@ EXPECTED: dict[str, Callable[[Outcome], bool]] = {
 }
 
 
-def test_every_mutation_has_an_expected_symptom():
-    assert set(EXPECTED) == set(MUTATIONS)
+def test_every_mutation_has_an_expected_symptom_and_the_correct_solution_stands_alone():
+    source = INDEPENDENT.read_text(encoding="utf-8")
+    assert "import coursekit" not in source and "from coursekit" not in source
+    assert source.count("LOOKBACK_SEC = 420\n") == 1 and source.count("KEEP_HISTORY: bool = True") == 1
+    assert set(EXPECTED) == set(MUTATIONS) == set(SYMPTOMS)
     for name in MUTATIONS:
-        assert apply(name) != INDEPENDENT.read_text(encoding="utf-8")
+        assert apply(name) != source
 
 
 @pytest.mark.slow

@@ -188,25 +188,29 @@ MUTATIONS: dict[str, tuple[str, Replacements]] = {
     ),
 }
 
+# What each one breaks, and the event that exposes it (tests/test_solutions_run.py asserts each).
 SYMPTOMS: dict[str, str] = {
-    "overwrite_in_place": "updated keys never get a second version (history rule); current values still match",
-    "version_per_reread": "consecutive identical versions for every re-read key, growing each run",
-    "null_churn": "consecutive identical versions only on rows holding a NULL (visible only if compared NULL-safely)",
-    "no_lookback": "current values differ from the source for rows updated after their first load",
-    "one_shop_only": "no Istanbul rows in dds; every Istanbul source row missing",
-    "float_and_timezone": "price and created_at differ from the source (type and a 5 h shift); first versions start"
-    " 5 h before created_at",
-    "overlap_one_second": "consecutive versions overlap: next eff_from = previous eff_to (not + 1 s)",
-    "duplicates_on_rerun": "re-running a finished run changes dds: two current versions of the rows that run inserted",
-    "deletes_retention_history": "rows the shops deleted by retention disappear from dds with their history",
-    "one_watermark": "rows of the shop whose newest row lags the other's by more than the lookback are lost",
-    "crashes_on_some_batches": "failed DAG runs (load_stg) whenever a batch holds a quote; those rows never arrive",
-    "non_atomic_merge": "a merge killed between close and insert leaves keys with no current version; later runs"
-    " fail on the primary key",
-    "g2_duplicates_on_rerun": "re-running a finished run adds duplicate rows (two rows per key and src_id)",
-    "g2_no_lookback": "rows that commit late (created_at below the watermark when they become visible) are lost",
-    "g2_one_shop_only": "no Istanbul rows in dds",
-    "g2_deletes_retention_history": "rows the shops deleted by retention disappear from dds",
+    "overwrite_in_place": "after updates: no key ever has a second version; every other rule and value holds",
+    "version_per_reread": "on any second run: consecutive identical versions of every re-read key",
+    "null_churn": "on any second run: consecutive identical versions, only on rows holding a NULL (seen only by a"
+    " NULL-safe comparison); values still equal the source",
+    "no_lookback": "after updates of loaded rows (or a late commit): current values differ from the source",
+    "one_shop_only": "at once: every Istanbul row missing from dds",
+    "float_and_timezone": "at once: price (double precision) and created_at (naive New York time, 5 h off) differ"
+    " from the source in every table; inside dds everything is consistent",
+    "overlap_one_second": "after updates: next eff_from_dttm = previous eff_to_dttm (overlap), nothing else",
+    "duplicates_on_rerun": "only on a re-run of a finished run that inserted rows: a second current version of each;"
+    " before the re-run every rule holds",
+    "deletes_retention_history": "after a retention delete: those keys and all their versions are gone from dds",
+    "one_watermark": "when one shop's created_at lags the other's by more than the lookback (clock skew):"
+    " that shop's new rows and updates are lost",
+    "crashes_on_some_batches": "when a batch holds a quote: load_stg fails, the run fails, every later run too",
+    "non_atomic_merge": "only when a merge is killed between closing and inserting: keys without a current version,"
+    " and every later run fails on the primary key; otherwise correct",
+    "g2_duplicates_on_rerun": "only on a re-run of a finished run that inserted rows: two rows per key and src_id",
+    "g2_no_lookback": "after a late commit (created_at below the watermark when it becomes visible): the row is lost",
+    "g2_one_shop_only": "at once: every Istanbul row missing from dds",
+    "g2_deletes_retention_history": "after a retention delete: those rows are gone from dds",
 }
 
 
