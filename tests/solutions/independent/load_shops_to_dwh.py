@@ -2,10 +2,10 @@
 # load_shops_to_dwh (an independently written solution)
 
 Every minute, copy what is new or changed in both shops into the warehouse and
-keep every version of every row (SCD2). Written from Airflow's, psycopg's and
-pandas' docs only, without the course's `coursekit` package, so that the
-grader can be tested against a second correct solution (and, through
-`tests/solutions/mutations.py`, against realistic wrong ones).
+keep every version of every row (SCD2). Written the way a learner would, from
+the grade READMEs and Airflow's, psycopg's and pandas' docs, without the
+course's `coursekit` package: the grader is tested against this second correct
+solution and, through `tests/solutions/mutations.py`, against wrong ones.
 
 Per table (one task group each):
 
@@ -96,6 +96,11 @@ def connect(conn_id: str):
     return conn
 
 
+def slug(src_id: str) -> str:
+    """`New-York` -> `new_york`: for task ids and file names."""
+    return src_id.lower().replace("-", "_")
+
+
 def names(columns, prefix: str = ""):
     """`a, b, c` (or `p.a, p.b, p.c`) as quoted identifiers."""
     from psycopg import sql
@@ -174,7 +179,7 @@ def extract(table: str, src_id: str) -> dict:
         context["dag"].dag_id,
         context["run_id"],
         table,
-        f"{src_id.lower()}.parquet",
+        f"{slug(src_id)}.parquet",
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     batch.to_parquet(path, index=False)
@@ -291,7 +296,7 @@ def load_shops_to_dwh():
     ready = create_tables()
     for table in TABLES:
         with TaskGroup(group_id=table):
-            batches = [extract.override(task_id=f"extract_{src_id.lower()}")(table, src_id) for src_id in SOURCES]
+            batches = [extract.override(task_id=f"extract_{slug(src_id)}")(table, src_id) for src_id in SOURCES]
             ready >> batches
             merge_dds(table, load_stg(table, batches))
 
