@@ -17,6 +17,7 @@ free ports, never touching the learner's running stack:
 * one run is killed in the middle of its merge (its first write to `dds`
   waits on a lock held here, then the process is killed), then run again;
 * one run finds a shop's database down;
+* the clock of pg-shop-2 runs 15 minutes behind (G1-G3), as a shop's may;
 * at the end the shops stop, the DAG catches up, and its last run is re-run:
   nothing may change.
 
@@ -39,7 +40,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,9 @@ class FastSettings:
     null_share: float = 0.2  # of every column the shops leave empty at times
     run_timeout: float = 600
     concurrency: int = 2  # DAG folders run at once (several are graded side by side in the tests)
+    # pg-shop-2's clock runs this far behind (its rows' created_at too): one watermark shared by both
+    # shops then skips Istanbul's rows. 0 where a check compares created_at with the warehouse's clock (G4).
+    shop_2_clock_behind: int = 900
     keep: bool = False  # keep the private databases for a look afterwards
 
 
@@ -204,8 +208,31 @@ class FastRun:
 
         with ThreadPoolExecutor(len(POSTGRES_SERVICES)) as pool:
             list(pool.map(start, POSTGRES_SERVICES))
+        if self.settings.shop_2_clock_behind:
+            self.skew_clock("pg-shop-2", self.settings.shop_2_clock_behind)
         for variant in self.variants[1:]:
             self.servers["pg-dwh"].create_database(variant.dwh_database)
+
+    def skew_clock(self, service: str, seconds: int) -> None:
+        """Make the shop's own role see a clock `seconds` behind: a `now()` earlier on its search_path.
+
+        The generator (and so created_at, and the update and delete windows) uses
+        the database's now(); the reader role Airflow uses is not affected.
+        """
+        server = self.servers[service]
+        with closing(server.connect()) as conn, conn, conn.cursor() as cur:
+            cur.execute("create schema if not exists shop_clock")
+            cur.execute(
+                sql.SQL(
+                    "create or replace function shop_clock.now() returns timestamptz language sql stable"
+                    " as $$ select pg_catalog.now() - make_interval(secs => {}) $$"
+                ).format(sql.Literal(seconds))
+            )
+            cur.execute(
+                sql.SQL("alter role {} in database {} set search_path = public, shop_clock, pg_catalog").format(
+                    sql.Identifier(server.spec.user), sql.Identifier(server.spec.database)
+                )
+            )
 
     def write_generator_config(self) -> None:
         """The grade's config.json, harsher: more NULLs, and hostile text in one column per table.
@@ -579,6 +606,8 @@ def grade_many(
 ) -> dict[str, list[CheckResult]]:
     """Grade several DAG folders side by side against the same shops, each with its own warehouse."""
     settings = settings or FastSettings()
+    if any(getattr(check, "__name__", "") == "check_latency" for check in plan):
+        settings = replace(settings, shop_2_clock_behind=0)  # latency compares created_at with dds's clock
     for path in folders.values():
         if not path.is_dir():
             raise StackNotReachable(f"no DAG folder at {path}")
