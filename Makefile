@@ -80,6 +80,7 @@ bench: venv
 	$(PY) -m coursekit.bench.generator_bench
 	$(PY) -m coursekit.bench.scd2_bench
 	$(PY) -m coursekit.bench.dag_parse_bench
+	$(PY) -m coursekit.bench.grading_bench
 
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
