@@ -111,6 +111,6 @@ def test_the_root_readme_walkthrough_works_on_a_fresh_copy(tmp_path):
             )
             assert result.returncode == 0, f"`{block}` failed:\n{result.stdout[-4000:]}\n{result.stderr[-3000:]}"
             if "make check" in block:
-                assert "all done" in result.stdout
+                assert "\nDONE: all " in result.stdout, result.stdout[-2000:]
     finally:
         subprocess.run(["make", "stop"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=300)
