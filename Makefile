@@ -46,11 +46,13 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Two workers, one test file each at a time (--dist loadfile keeps a file's shared stack together):
+# most slow tests wait on processes they started, so two of them share two cores well.
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile --durations=30
 
 test-fast: lint
-	$(PY) -m pytest -m "not slow and not docker"
+	$(PY) -m pytest -n 2 --dist loadfile -m "not slow and not docker"
 
 # The real `docker compose` plugin, never .venv/bin/docker-compose (its wrapper exits 0 on failure).
 test-docker: venv
