@@ -56,7 +56,7 @@ test-fast: lint
 
 # The real `docker compose` plugin, never .venv/bin/docker-compose (its wrapper exits 0 on failure).
 test-docker: venv
-	$(PY) -m pytest tests/docker -m docker --timeout 1800 --durations=0 -p no:cacheprovider
+	$(PY) -m pytest tests/docker -m docker --timeout 1800 --durations=0 -p no:cacheprovider --basetemp=.run/pytest-docker
 
 run stop status reset memory: venv
 	$(if $(SOLUTION),DAGS_DIR=../solution/dags) $(PY) -m coursekit.native $@ --grade $(GRADE)
