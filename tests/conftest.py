@@ -16,11 +16,11 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from support import Database
 
 from coursekit.grade import POSTGRES_SERVICES, Grade
 from coursekit.pg import EmbeddedPostgres, free_port
@@ -53,35 +53,6 @@ def pg_servers(g0: Grade, pg_root: Path) -> Iterator[dict[str, EmbeddedPostgres]
     finally:
         for server in servers.values():
             server.stop("immediate")
-
-
-@dataclass
-class Database:
-    """A throwaway database on one of the servers, owned by the service's user."""
-
-    server: EmbeddedPostgres
-    name: str
-
-    @property
-    def dsn(self) -> str:
-        return self.server.dsn(self.name)
-
-    @property
-    def port(self) -> int:
-        return self.server.spec.port
-
-    def connect(self):
-        return self.server.connect(self.name)
-
-    def query(self, sql: str, params: tuple | dict | None = None) -> list[tuple]:
-        """Run one statement in its own committed transaction; rows if it returns any."""
-        conn = self.connect()
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
 
 
 def _fresh(server: EmbeddedPostgres) -> Iterator[Database]:

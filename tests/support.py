@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg2 import sql
 
 from coursekit.grade import Grade
+from coursekit.pg import EmbeddedPostgres
 
 
 def generator_env(grade: Grade, shop: str, db, **overrides: object) -> dict[str, str]:
@@ -67,3 +69,32 @@ def dds_snapshot(dwh_db, tables: list[str]) -> dict[str, list[tuple]]:
     """Every row of every dds table, in a stable order: compared before/after a re-run."""
     statement = sql.SQL("select * from {} order by 1, 2, 3")
     return {name: dwh_db.query(statement.format(sql.Identifier("dds", name))) for name in tables}
+
+
+@dataclass
+class Database:
+    """A throwaway database on one of the servers, owned by the service's user."""
+
+    server: EmbeddedPostgres
+    name: str
+
+    @property
+    def dsn(self) -> str:
+        return self.server.dsn(self.name)
+
+    @property
+    def port(self) -> int:
+        return self.server.spec.port
+
+    def connect(self):
+        return self.server.connect(self.name)
+
+    def query(self, sql: str, params: tuple | dict | None = None) -> list[tuple]:
+        """Run one statement in its own committed transaction; rows if it returns any."""
+        conn = self.connect()
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()

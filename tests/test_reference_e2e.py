@@ -221,7 +221,7 @@ def test_a_fourth_table_and_a_third_shop_need_only_config(airflow, stack, pg_ser
 
     shop3_server = pg_servers["pg-shop-2"]
     shop3_server.create_database("shop3_for_test")
-    from conftest import Database
+    from support import Database
 
     stack["shop-3"] = Database(shop3_server, "shop3_for_test")
     os.environ["AIRFLOW_CONN_SHOP_3_CONN"] = airflow_conn(stack["shop-3"])

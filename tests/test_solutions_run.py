@@ -25,10 +25,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import Database
 from psycopg2 import sql
 from solutions.mutations import INDEPENDENT, MUTATIONS, SYMPTOMS, apply, g2_correct
-from support import airflow_conn, dds_snapshot, generator_env, run_generator, start_generator, stop_generator
+from support import Database, airflow_conn, dds_snapshot, generator_env, run_generator, start_generator, stop_generator
 
 from coursekit.grade import Grade
 

@@ -15,7 +15,8 @@ free ports, never touching the learner's running stack:
 * one run is frozen: the shops pause, so what that run loaded is known exactly
   (which keys are later updated, which later deleted);
 * one run is killed in the middle of its merge (its first write to `dds`
-  waits on a lock held here, then the process is killed), then run again;
+  waits on a lock held here, then the process is killed), then resumed: the
+  same run (same logical date) runs again, as Airflow's retry would;
 * one run finds a shop's database down;
 * the clock of pg-shop-2 runs 15 minutes behind (G1-G3), as a shop's may;
 * at the end the shops stop, the DAG catches up, and its last run is re-run:
@@ -446,7 +447,8 @@ def kill_in_merge(fast: FastRun, variant: Variant) -> None:
     statements waits on the lock, the whole runner is killed with SIGKILL and
     the lock released: a statement already sent then runs to its end, as it
     would on a real crash, and commits only if it was not inside a transaction.
-    The next run must then finish the work with no duplicates and no losses.
+    The same run is then resumed (run again with its logical date, as Airflow's
+    retry would) and must finish the work with no duplicates and no losses.
     """
     dwh = fast.servers["pg-dwh"].connect(variant.dwh_database)
     with closing(dwh), dwh.cursor() as cur:
@@ -458,7 +460,9 @@ def kill_in_merge(fast: FastRun, variant: Variant) -> None:
                     sql.SQL(", ").join(sql.Identifier("dds", t) for t in tables)
                 )
             )
-        variant.send({"cmd": "run", "dag_id": variant.dag_id})
+        # The run's dates are chosen here, so that the same run can be resumed after the kill.
+        when = {"logical_date": datetime.now(UTC).isoformat(), "run_after": datetime.now(UTC).isoformat()}
+        variant.send({"cmd": "rerun", "dag_id": variant.dag_id, **when})
         deadline = time.monotonic() + (KILL_WAIT_SEC if tables else 0)
         while time.monotonic() < deadline and not variant.has_reply():
             cur.execute("select pg_stat_clear_snapshot()")  # statistics views are cached per transaction
@@ -474,7 +478,7 @@ def kill_in_merge(fast: FastRun, variant: Variant) -> None:
                 variant.scenario.runs.insert(0, Run("killed in its merge", "failed", None, None, ["killed"], True))
                 variant.start_runner(fast.airflow_env(variant))
                 variant.next_reply(timeout=300)  # ready again
-                record(fast, variant, "run 4, after the kill", variant.run(fast.settings.run_timeout))
+                record(fast, variant, "run 3 resumed after the kill", variant.run(fast.settings.run_timeout, **when))
                 return
             time.sleep(0.2)
         dwh.rollback()  # it never wrote to dds while we waited: let it finish

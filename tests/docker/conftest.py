@@ -7,15 +7,10 @@ container) are written to .run/docker-figures.json for the README's Troubleshoot
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import pytest
-
-from coursekit.grade import REPO_ROOT
-
-FIGURES = REPO_ROOT / ".run" / "docker-figures.json"
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +29,6 @@ def docker_engine() -> str:
     if compose.returncode != 0:
         pytest.skip("the Docker Compose v2 plugin (`docker compose`) is missing; install docker-compose-plugin")
     return info.stdout.strip()
-
-
-def record_figures(section: str, figures: dict) -> None:
-    """Merge one test module's measured figures into .run/docker-figures.json."""
-    FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(FIGURES.read_text(encoding="utf-8")) if FIGURES.exists() else {}
-    data[section] = figures
-    FIGURES.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

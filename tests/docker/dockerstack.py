@@ -284,3 +284,14 @@ class PgAdmin:
             return self.call("POST", f"/browser/server/connect/{server['_pid']}/{server['_id']}", {})
         except urllib.error.HTTPError as exc:  # 401 + prompt_password: pgAdmin would ask for one
             return {"status": exc.code, **json.loads(exc.read() or b"{}")}
+
+
+FIGURES = REPO_ROOT / ".run" / "docker-figures.json"
+
+
+def record_figures(section: str, figures: dict) -> None:
+    """Merge one test module's measured figures into .run/docker-figures.json."""
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(FIGURES.read_text(encoding="utf-8")) if FIGURES.exists() else {}
+    data[section] = figures
+    FIGURES.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -15,8 +15,16 @@ import urllib.error
 
 import psycopg2
 import pytest
-from conftest import record_figures
-from dockerstack import TEST_UID, DockerStack, MemoryWatch, PgAdmin, checker_verdict, started_at, wait_for
+from dockerstack import (
+    TEST_UID,
+    DockerStack,
+    MemoryWatch,
+    PgAdmin,
+    checker_verdict,
+    record_figures,
+    started_at,
+    wait_for,
+)
 from psycopg2 import sql
 
 from coursekit.grade import SHOPS

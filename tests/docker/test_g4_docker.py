@@ -13,8 +13,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import record_figures
-from dockerstack import DockerStack, MemoryWatch, checker_verdict, wait_for
+from dockerstack import DockerStack, MemoryWatch, checker_verdict, record_figures, wait_for
 from test_g0_docker import shops_in
 
 from coursekit.grade import SHOPS

@@ -9,8 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import record_figures
-from dockerstack import DockerStack, MemoryWatch
+from dockerstack import DockerStack, MemoryWatch, record_figures
 from test_g0_docker import LONG_RUNNING, assert_dags_parse
 
 pytestmark = pytest.mark.docker
