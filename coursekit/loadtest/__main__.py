@@ -201,14 +201,14 @@ def _drain(dwh, shops, src_ids, tables, live, monitor, timeout: float = DRAIN_TI
     return time.monotonic() - began
 
 
-def _checks(grade_stack: GradeStack, dwh, shops, load_end: datetime, update_window: int) -> list[tuple[str, bool, str]]:
+def _checks(grade_stack: GradeStack, dwh, shops, load_end: datetime, update_window: int) -> list[tuple[str, str, str]]:
     """The G4 checks over everything the load created (all rows are stable: the load has stopped)."""
     from coursekit.checker.wap_checks import g4_plan
 
     stack = replace_update_window(grade_stack, update_window)
     stable = {s.name: load_end for s in stack.shops}
     ctx = Context(stack=stack, dwh=dwh, shops=shops, stable_before=stable, scd2=True)
-    return [(r.name, r.passed, r.found) for check in g4_plan() for r in check(ctx)]
+    return [(r.name, str(r.verdict), r.found) for check in g4_plan() for r in check(ctx)]
 
 
 def replace_update_window(stack: GradeStack, update_window: int) -> GradeStack:

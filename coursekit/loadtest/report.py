@@ -55,7 +55,7 @@ class Run:
     phases: list[Phase]
     series: dict[str, list]
     resources: list[ResourceSample]
-    checks: list[tuple[str, bool, str]]  # name, passed, found
+    checks: list[tuple[str, str, str]]  # name, PASS / FAIL / WAIT, found
     drained_sec: float
 
 
@@ -131,7 +131,7 @@ def write(run: Run, folder: Path) -> Path:
         "## Warehouse after the test (G4 checks)",
         "",
     ]
-    lines += [f"- {'PASS' if passed else 'FAIL'}: {name} ({found})" for name, passed, found in run.checks]
+    lines += [f"- {verdict}: {name} ({found})" for name, verdict, found in run.checks]
     lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in run.machine.items()]
     lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in run.settings.items()]
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
