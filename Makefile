@@ -14,7 +14,7 @@
 #                  DONE, NOT DONE, WAIT or CANNOT CHECK; make exits 2 for all but DONE
 #   make test    - lint + the whole test suite without Docker (what CI runs first)
 #   make test-fast - lint + the tests not marked slow (the inner loop, a few minutes)
-#   make test-docker - the grades' real Docker stacks (tests/docker; needs a Docker engine, ~20 min)
+#   make test-docker - the grades' real Docker stacks (tests/docker; needs a Docker engine, 9-18 min)
 #   make bench   - benchmarks that print key=value figures
 #   make loadtest GRADE=G4_Senior ARGS="--short" - drive the shops harder, measure, write loadtest-report/
 #   make images  - regenerate images/ from a real run (manual, ~5 min; commit the result)
