@@ -221,3 +221,19 @@ def test_the_import_scan_sees_function_level_imports():
     """The pipeline imports pandas/pyarrow inside functions; the scan must see them."""
     found = {m.split(".")[0] for m in airflow_side_imports(Grade.named("G0_Trainee").dags_dir)}
     assert {"airflow", "pandas", "pyarrow", "psycopg2", "yaml", "pydantic"} <= found
+
+
+@pytest.mark.parametrize("folder", AIRFLOW_DIRS, ids=short)
+def test_the_image_pins_the_driver_postgres_hook_runs_on(folder, monkeypatch):
+    """PostgresHook of provider 7.x builds `postgresql+psycopg` URLs: psycopg 3, not psycopg2.
+
+    Unpinned, the image would get whatever psycopg the base image or pip picks, and a DAG tested
+    against the virtualenv could meet another driver in Docker.
+    """
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_PG_PROBE", "postgresql://u:p@h:5432/d")
+    assert PostgresHook(postgres_conn_id="pg_probe").sqlalchemy_scheme == "postgresql+psycopg"
+    pinned = pins(folder / "requirements.txt")
+    for name in ("psycopg", "psycopg-binary"):
+        assert pinned.get(name) == importlib.metadata.version(name), f"{name} is not pinned at the venv's version"
