@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from psycopg2 import sql
 from solutions.mutations import INDEPENDENT, MUTATIONS, SYMPTOMS, apply, g2_correct
-from support import Database, airflow_conn, dds_snapshot, generator_env, run_generator, start_generator, stop_generator
+from support import Database, airflow_conn, dds_snapshot, generator_env, run_generator
 
 from coursekit.grade import Grade
 
@@ -160,51 +160,6 @@ def source_mismatches(stack, history: bool = True) -> dict[str, list]:
             if bad:
                 found[f"{table}@{src_id}"] = [(k, source[k], loaded.get(k)) for k in bad[:3]]
     return found
-
-
-@pytest.mark.slow
-def test_the_independent_solution_keeps_every_rule_through_live_updates_deletes_and_reruns(
-    airflow, g0_databases, tmp_path
-):
-    stack = g0_databases
-    bag = install(airflow, tmp_path, INDEPENDENT.read_text(encoding="utf-8"))
-    tick(stack, tmp_path, 1)  # the shops' tables exist before the first run
-    generators = [
-        start_generator(G3.generator_config, generator_env(G3, shop, stack[shop], **FAST), tmp_path / "logs" / shop)
-        for shop in SHOPS
-    ]
-    loaded: set[tuple] = set()  # (table, src_id, key) of every row any run loaded
-    try:
-        for _ in range(3):  # runs interleaved with live ticks: inserts, updates of loaded rows, deletes
-            assert airflow.run(bag, DAG_ID).state == "success"
-            loaded |= dds_keys(stack["dwh"])
-            time.sleep(2)
-    finally:
-        for process in generators:
-            stop_generator(process)
-    last = airflow.run(bag, DAG_ID)
-    assert last.state == "success"
-
-    dwh = stack["dwh"]
-    assert contract_breaks(dwh) == {}
-    assert source_mismatches(stack) == {}
-    updated = rows(
-        dwh, sql.SQL("select count(*) from (select 1 from dds.orders group by order_id, src_id having count(*) > 1) v")
-    )
-    assert updated[0][0] > 0, "updates in the shops became new versions"
-    in_shops = {
-        (table, src_id, k)
-        for table, (key, _) in TABLES.items()
-        for shop, src_id in SHOPS.items()
-        for (k,) in rows(stack[shop], sql.SQL("select {} from {}").format(sql.Identifier(key), sql.Identifier(table)))
-    }
-    assert loaded - in_shops, "retention deleted rows the runs had loaded"
-    assert loaded <= dds_keys(dwh, current_only=True), "rows deleted by retention stay current in dds"
-
-    before = dds_snapshot(dwh, list(TABLES))
-    again = airflow.run(bag, DAG_ID, again=last)
-    assert again.state == "success" and again.run_id == last.run_id
-    assert dds_snapshot(dwh, list(TABLES)) == before, "re-running the last run changed dds"
 
 
 def insert_hostile_rows(shop_db) -> None:

@@ -13,7 +13,9 @@ free ports, never touching the learner's running stack:
 * the load DAG runs back to back (Airflow's `dag.test()`, see `fast_runner.py`)
   instead of waiting for its cron schedule, with retries off;
 * one run is frozen: the shops pause, so what that run loaded is known exactly
-  (which keys are later updated, which later deleted);
+  (which keys are later updated, which later deleted); then loaded rows are
+  updated (one value changed, another to or from NULL) and a second paused run
+  must pick the changes up before retention can delete those rows;
 * one run is killed in the middle of its merge (its first write to `dds`
   waits on a lock held here, then the process is killed), then resumed: the
   same run (same logical date) runs again, as Airflow's retry would;
@@ -474,15 +476,15 @@ def kill_in_merge(fast: FastRun, variant: Variant) -> None:
             if waiting:
                 variant.kill()
                 dwh.rollback()
-                fast.say(f"run 3 waited on dds ({' '.join(waiting[0][0].split())!r}): killed", variant)
+                fast.say(f"run 4 waited on dds ({' '.join(waiting[0][0].split())!r}): killed", variant)
                 variant.scenario.runs.insert(0, Run("killed in its merge", "failed", None, None, ["killed"], True))
                 variant.start_runner(fast.airflow_env(variant))
                 variant.next_reply(timeout=300)  # ready again
-                record(fast, variant, "run 3 resumed after the kill", variant.run(fast.settings.run_timeout, **when))
+                record(fast, variant, "run 4 resumed after the kill", variant.run(fast.settings.run_timeout, **when))
                 return
             time.sleep(0.2)
         dwh.rollback()  # it never wrote to dds while we waited: let it finish
-    record(fast, variant, "run 3, never wrote to dds", variant.next_reply(fast.settings.run_timeout))
+    record(fast, variant, "run 4, never wrote to dds", variant.next_reply(fast.settings.run_timeout))
 
 
 def record(fast: FastRun, variant: Variant, note: str, reply: dict, planned_failure: bool = False) -> dict:
@@ -512,9 +514,12 @@ def scenario(fast: FastRun, stack: GradeStack, scd2: bool) -> None:
     observed = observe(fast, stack, frozen_at)
     frozen = step("run 2, shops paused: everything they hold is loaded")
     touch_rows(fast, stack, observed)
-    fast.say("updated loaded rows in both shops (a value changed, a value set to NULL and back)")
+    fast.say("updated loaded rows in both shops (one value changed, another set to NULL or from NULL to a value)")
+    # Still paused: no retention can delete a touched row before a run has seen its change.
+    seen = step("run 3, shops still paused: the updates are loaded")
     for variant in fast.variants:
-        if frozen.get(variant.name, {}).get("state") == "success":
+        loaded = all(r.get(variant.name, {}).get("state") == "success" for r in (frozen, seen))
+        if loaded:
             variant.scenario.observed = observed  # else nothing is known to be loaded
     for shop in SHOPS:
         fast.start_generator(shop)
