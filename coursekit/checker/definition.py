@@ -31,7 +31,7 @@ from coursekit.grade import GRADES, REPO_ROOT, Grade
 START = "<!-- definition-of-done:start -->"
 END = "<!-- definition-of-done:end -->"
 LANGUAGES = {"en": "README.md", "ru": "README_ru.md"}
-FAST_ONLY = "fast:imports"  # grade_variant in fast.py adds this row before the plan's
+FAST_ONLY = ("fast:imports", "fast:killed")  # grade_variant in fast.py adds these rows before the plan's
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,18 @@ class Line:
 
 # Keyed by the check function's name; "function:part" where one function reports several checks.
 LINES: dict[str, Line] = {
-    FAST_ONLY: Line(
+    "fast:imports": Line(
         "every DAG file imports without errors",
         "every file of the graded DAG folder imports, as Airflow parses it",
         "каждый файл проверяемой папки DAG-ов импортируется так, как его разбирает Airflow",
+        per="once",
+    ),
+    "fast:killed": Line(
+        "a run killed in the middle of its merge leaves no half-written table",
+        "right after a run is killed at its first write to `dds`, the warehouse still keeps its rules: one"
+        " current version (or row) per key, and every row loaded before is still there",
+        "сразу после того, как запуск убит на первой записи в `dds`, хранилище всё ещё соблюдает свои правила:"
+        " одна текущая версия (или строка) на ключ, и всё загруженное раньше на месте",
         per="once",
     ),
     "check_tables_exist": Line(
@@ -374,12 +382,12 @@ class Rendered:
 
 
 def lines(grade: str, root: Path = REPO_ROOT) -> list[Rendered]:
-    """The grade's Definition of done, in report order: the fast mode's import check first, then the plan."""
+    """The grade's Definition of done, in report order: the fast mode's own checks first, then the plan."""
     facts = Facts.of(grade, root)
     words = facts.words()
     plan, scd2 = PLANS[grade]
     out: list[Rendered] = []
-    for key in [FAST_ONLY, *(k for check in plan for k in entry_keys(check, scd2))]:
+    for key in [*FAST_ONLY, *(k for check in plan for k in entry_keys(check, scd2))]:
         line = LINES[key]
         report = line.report or f"dds.<table>: {checks.SCD2_CHECKS[key.split(':', 1)[1]][0]}"
         en, ru = line.en.format(**words), line.ru.format(**words)
@@ -413,7 +421,7 @@ def block(grade: str, language: str, root: Path = REPO_ROOT) -> str:
     """The Markdown between the markers: a sentence on how to read the list, then one checkbox per check."""
     rendered = lines(grade, root)
     fast = sum(r.rows for r in rendered)
-    live = fast - 1
+    live = fast - len(FAST_ONLY)
     facts = Facts.of(grade, root)
     words = facts.words()
     quarantine = any(r.report.startswith("quarantine.<table>") for r in rendered)
@@ -423,19 +431,19 @@ def block(grade: str, language: str, root: Path = REPO_ROOT) -> str:
             f"`make check GRADE={grade}` runs exactly these checks, in this order. Each line starts with the"
             f" check's name in the report; a name with `dds.<table>`{also_en} is checked once"
             f" for each of {words['tables']}. A finished grade prints {live} checks live and {fast} with"
-            " `FAST=1`, whose first check is the only one the live mode does not run."
+            f" `FAST=1`, whose first {len(FAST_ONLY)} checks only the fast mode can run."
         )
     else:
         intro = (
             f"`make check GRADE={grade}` выполняет ровно эти проверки, в этом порядке. Каждая строка начинается"
             f" с имени проверки в отчёте; имя с `dds.<table>`{also_ru} проверяется для каждой"
             f" из таблиц {words['tables_ru']}. У сданного грейда вживую {live} проверок, а с `FAST=1` — {fast}:"
-            " первую проверку делает только быстрый режим."
+            f" первые {len(FAST_ONLY)} проверки делает только быстрый режим."
         )
     only = {"en": " (only with `FAST=1`)", "ru": " (только с `FAST=1`)"}[language]
+    fast_only = {LINES[key].report for key in FAST_ONLY}
     body = [
-        _wrap(f"- [ ] `{r.report}`{only if r.report == LINES[FAST_ONLY].report else ''}: {getattr(r, language)}")
-        for r in rendered
+        _wrap(f"- [ ] `{r.report}`{only if r.report in fast_only else ''}: {getattr(r, language)}") for r in rendered
     ]
     return "\n".join([START, "", _wrap(intro, indent=""), "", *body, "", END])
 

@@ -54,7 +54,7 @@ from rich.console import Console
 
 from coursekit.checker import checks
 from coursekit.checker.airflow_api import NOT_LOADS
-from coursekit.checker.checks import CheckResult, Context, Observed, Rerun, Run
+from coursekit.checker.checks import FAIL, WAIT, CheckResult, Context, Observed, Rerun, Run
 from coursekit.checker.stack import GradeStack, Shop, StackNotReachable
 from coursekit.grade import POSTGRES_SERVICES, REPO_ROOT, SHOP_DATABASE, SHOPS, Grade
 from coursekit.native.compose import load_compose
@@ -102,6 +102,7 @@ class Scenario:
     runs: list[Run] = field(default_factory=list)
     rerun: Rerun | None = None
     observed: Observed | None = None
+    after_kill: list[str] | None = None  # what broke right after the kill; None: no run was killed
 
 
 class Variant:
@@ -442,7 +443,7 @@ def observe(fast: FastRun, stack: GradeStack, before: datetime) -> Observed:
     return Observed(loaded)
 
 
-def kill_in_merge(fast: FastRun, variant: Variant) -> None:
+def kill_in_merge(fast: FastRun, variant: Variant, scd2: bool) -> None:
     """Run once, holding every dds table in SHARE mode: the run's first write to dds waits, then the run dies.
 
     SHARE lets the run read dds (watermarks) but not write it. Once one of its
@@ -477,6 +478,7 @@ def kill_in_merge(fast: FastRun, variant: Variant) -> None:
                 variant.kill()
                 dwh.rollback()
                 fast.say(f"run 4 waited on dds ({' '.join(waiting[0][0].split())!r}): killed", variant)
+                variant.scenario.after_kill = half_written(fast, variant, scd2)
                 variant.scenario.runs.insert(0, Run("killed in its merge", "failed", None, None, ["killed"], True))
                 variant.start_runner(fast.airflow_env(variant))
                 variant.next_reply(timeout=300)  # ready again
@@ -485,6 +487,47 @@ def kill_in_merge(fast: FastRun, variant: Variant) -> None:
             time.sleep(0.2)
         dwh.rollback()  # it never wrote to dds while we waited: let it finish
     record(fast, variant, "run 4, never wrote to dds", variant.next_reply(fast.settings.run_timeout))
+
+
+def half_written(fast: FastRun, variant: Variant, scd2: bool) -> list[str]:
+    """What a killed run left broken, seen before anything else runs: the rules, and the rows loaded before."""
+    dwh = fast.servers["pg-dwh"].connect(variant.dwh_database)
+    with closing(dwh), dwh.cursor() as cur:  # the killed run's statements finish (or roll back) first
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            cur.execute("select pg_stat_clear_snapshot()")
+            cur.execute(
+                "select count(*) from pg_stat_activity where datname = current_database()"
+                " and pid <> pg_backend_pid() and backend_type = 'client backend'"
+            )
+            if not cur.fetchone()[0]:
+                break
+            time.sleep(0.2)
+        dwh.rollback()
+    stack = fast.stack(variant)
+    broken: list[str] = []
+    with ExitStack() as exit_stack:
+        ctx = context(stack, variant.scenario, scd2, connect_all(stack, exit_stack))
+        plan = [checks.check_unique_keys] + ([checks.check_scd2_rules] if scd2 else [])
+        broken += [f"{r.name} ({r.found})" for check in plan for r in check(ctx) if r.verdict == FAIL]
+        observed = variant.scenario.observed
+        for table in checks._present(ctx) if observed else []:
+            kept = set(
+                ctx.query(
+                    sql.SQL("select distinct src_id, {} from {}").format(
+                        sql.Identifier(table.key), sql.Identifier("dds", table.name)
+                    )
+                )
+            )
+            gone = [
+                f"{src}:{key}"
+                for src, keys in observed.loaded[table.name].items()
+                for key in keys
+                if (src, key) not in kept
+            ]
+            if gone:
+                broken.append(f"dds.{table.name}: {len(gone)} rows loaded before are gone, e.g. {', '.join(gone[:5])}")
+    return broken
 
 
 def record(fast: FastRun, variant: Variant, note: str, reply: dict, planned_failure: bool = False) -> dict:
@@ -525,7 +568,7 @@ def scenario(fast: FastRun, stack: GradeStack, scd2: bool) -> None:
         fast.start_generator(shop)
     time.sleep(2)
 
-    fast.each(lambda variant: kill_in_merge(fast, variant))
+    fast.each(lambda variant: kill_in_merge(fast, variant, scd2))
 
     fast.stop_generator("shop-2")
     fast.servers["pg-shop-2"].stop("fast")
@@ -600,10 +643,22 @@ def grade_variant(fast: FastRun, variant: Variant, plan: list[checks.Check], scd
         or f"DAGs: {', '.join(sorted(variant.ready['dags']))}",
         "open the file's import error in the Airflow UI (or run python on the file)",
     )
+    broken = variant.scenario.after_kill
+    killed = CheckResult(
+        "loads are atomic",
+        "a run killed in the middle of its merge leaves no half-written table",
+        WAIT if broken is None else not broken,
+        "right after the kill: one current version (or row) per key, the rules hold, nothing loaded is gone",
+        "no run was killed: none wrote to dds while it waited" if broken is None else "; ".join(broken[:3]) or "ok",
+        "the scenario could not kill a run in its merge"
+        if broken is None
+        else "do each table's whole merge in one transaction (`with conn:` / BEGIN ... COMMIT), so that a crash"
+        " rolls back all of it; autocommit makes every statement stick on its own",
+    )
     with ExitStack() as exit_stack:
         ctx = context(stack, variant.scenario, scd2, connect_all(stack, exit_stack))
         ctx.max_active_runs = variant.ready["dags"].get(variant.dag_id or "", {}).get("max_active_runs")
-        return [imports] + [result for check in plan for result in check(ctx)]
+        return [imports, killed] + [result for check in plan for result in check(ctx)]
 
 
 def grade_many(
