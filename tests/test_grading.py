@@ -48,7 +48,8 @@ G3_WRONG = {
 }
 G2_WRONG = {
     "g2_duplicates_on_rerun": ["re-running a finished run changes nothing", "dds.orders: no duplicate keys"],
-    "g2_no_lookback": ["dds.orders: current values equal the source"],
+    # g2_no_lookback is graded in G3 (no_lookback): G2's shops never update rows and commit each tick at
+    # once, so in G2's world a load without lookback loses nothing the fast mode can show.
     "g2_one_shop_only": ["dds.orders has rows of every shop"],
     "g2_deletes_retention_history": ["dds.orders: rows the shops deleted are kept"],
 }
