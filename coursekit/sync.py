@@ -12,6 +12,8 @@ copies, and `--check` (run by tests/test_sync.py) names every copy that differs.
 The intended differences between grades are edits written down here, each with
 its reason (`EDITS`); a grade's own files (G4's WAP DAG, its data-quality
 generator config) are simply not listed. Edit G0's file, then run the sync.
+One file of G0 is written too: the rule queries of `scripts/self-test.sql` come
+from the warehouse contract (`dags/dwh/contract.py`), the same queries the checker runs.
 """
 
 from __future__ import annotations
@@ -63,10 +65,17 @@ OWN: dict[str, set[str]] = {
 # Extra copies of G0 files in one grade: grade -> {target path: G0 path}.
 EXTRA: dict[str, dict[str, str]] = {
     # G1's tasks are config edits and a new DAG: the reference DAG code runs unchanged.
-    "G1_Intern": {f"{DAGS}/load_shops_to_dwh.py": f"{DAGS}/load_shops_to_dwh.py"},
-    # G4's WAP solution (its own DAG and config) cleans staging files as G0 does.
+    "G1_Intern": {
+        f"{DAGS}/load_shops_to_dwh.py": f"{DAGS}/load_shops_to_dwh.py",
+        f"{DAGS}/.airflowignore": f"{DAGS}/.airflowignore",
+    },
+    # G4's WAP solution (its own DAG, config and wap/ package) cleans staging files as G0 does.
     "G4_Senior": {f"{SOLUTION}/cleanup_staging.py": f"{DAGS}/cleanup_staging.py"},
 }
+# The reference pipeline's package (G0's dags/dwh/): G1 runs the reference DAG, G4's WAP
+# solution builds on its extract, load and merge. Copied whole into these folders.
+PACKAGE = "dwh"
+PACKAGE_COPIES = {"G1_Intern": DAGS, "G4_Senior": SOLUTION}
 # Grades whose solution/dags is G0's whole dags folder (with the edits below): the complete,
 # runnable answer to the grade's tasks. G4's solution is its own (Write-Audit-Publish).
 SOLVED_BY_G0 = ("G1_Intern", "G2_Junior", "G3_Middle")
@@ -138,15 +147,21 @@ def _g0_dags_files(root: Path) -> list[str]:
 
 def planned(root: Path = REPO_ROOT) -> list[Copy]:
     """Every copy, as it should be: (target in a grade, content, executable bit)."""
-    copies = []
+    g0_self_test = self_test_sql((root / SOURCE / SELF_TEST).read_text(encoding="utf-8")).encode()
+    copies = [Copy(root / SOURCE / SELF_TEST, g0_self_test, False)]
     for grade in TARGETS:
         sources = {path: path for path in SHARED if path not in OWN.get(grade, set())}
         sources |= EXTRA.get(grade, {})
+        if grade in PACKAGE_COPIES:
+            folder = PACKAGE_COPIES[grade]
+            sources |= {
+                f"{folder}/{name}": f"{DAGS}/{name}" for name in _g0_dags_files(root) if name.startswith(f"{PACKAGE}/")
+            }
         if grade in SOLVED_BY_G0:
             sources |= {f"{SOLUTION}/{name}": f"{DAGS}/{name}" for name in _g0_dags_files(root)}
         for target, source in sorted(sources.items()):
             path = root / SOURCE / source
-            content = path.read_bytes()
+            content = g0_self_test if source == SELF_TEST else path.read_bytes()
             edit = EDITS.get((grade, target))
             if target == "deploy/docker-compose.yml":
                 content = _sub(r"^name: .*$", f"name: {_project_name(grade)}", expected=1)(content.decode()).encode()
@@ -162,7 +177,34 @@ def planned(root: Path = REPO_ROOT) -> list[Copy]:
 
 def owned_folders(root: Path = REPO_ROOT) -> list[Path]:
     """Folders made entirely by the sync: a file there that the sync does not write is stale."""
-    return [root / grade / SOLUTION for grade in SOLVED_BY_G0]
+    packages = [root / grade / folder / PACKAGE for grade, folder in PACKAGE_COPIES.items()]
+    return [root / grade / SOLUTION for grade in SOLVED_BY_G0] + packages
+
+
+SELF_TEST = f"{DAGS}/scripts/self-test.sql"
+# The warehouse contract's rules the self-test shows a learner, run on dds.orders.
+SELF_TEST_RULES = ("current_version_count", "interval_gaps", "interval_overlaps", "repeated_versions")
+_RULES_BLOCK = re.compile(r"(-- contract:start[^\n]*\n).*?(-- contract:end)", re.DOTALL)
+
+
+def self_test_sql(text: str) -> str:
+    """G0's self-test with its rule queries written from the warehouse contract (dwh/contract.py).
+
+    The rules a learner runs in pgAdmin are then the very queries the checker and the
+    tests run: one definition, rendered here for dds.orders.
+    """
+    from coursekit.reference import REFERENCE_DAGS, config, contract
+
+    table = config.load_config(REFERENCE_DAGS / "pipeline.yaml").tables["orders"]
+    first = int(re.search(r"-- contract:start: queries from (\d+)", text).group(1)) if "contract:start" in text else 0
+    if not first:
+        raise SyncError(f"{SELF_TEST}: the markers '-- contract:start: queries from N' / '-- contract:end' are missing")
+    queries = []
+    for number, rule in enumerate(SELF_TEST_RULES, start=first):
+        statement = contract.rule_statement(rule, "orders", table).split("\n")
+        body = "\n".join(line for line in statement if not line.startswith("--"))
+        queries.append(f"-- {number}. Should return no rows: {contract.SCD2_RULES[rule]}.\n{body}\n")
+    return _RULES_BLOCK.sub(lambda m: m.group(1) + "\n" + "\n".join(queries) + "\n" + m.group(2), text)
 
 
 def differences(root: Path = REPO_ROOT) -> list[str]:

@@ -114,7 +114,8 @@ class AirflowHarness:
 
     def install(self, source: Path, pipeline_edit: Callable[[dict], None] | None = None):
         """Copy `source` (a grade's dags folder) in place of the current one; returns its DagBag."""
-        from airflow.models import DagBag
+        # Airflow's parser for a bundle: it puts the folder on sys.path, as the dag processor does.
+        from airflow.dag_processing.dagbag import BundleDagBag
 
         shutil.rmtree(self.dags_dir)
         shutil.copytree(source, self.dags_dir, ignore=shutil.ignore_patterns("__pycache__"))
@@ -123,7 +124,7 @@ class AirflowHarness:
             data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
             pipeline_edit(data)
             config_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        return DagBag(dag_folder=str(self.dags_dir))
+        return BundleDagBag(dag_folder=str(self.dags_dir), bundle_path=self.dags_dir)
 
     @staticmethod
     def run(bag, dag_id: str, again=None):

@@ -87,7 +87,15 @@ class Database:
         return self.server.spec.port
 
     def connect(self):
+        """A psycopg2 connection (the generator's and the checker's driver)."""
         return self.server.connect(self.name)
+
+    def connect3(self):
+        """A psycopg 3 connection in autocommit mode, as the reference pipeline gets it from
+        PostgresHook (dwh/connections.py): `with db.connect3() as conn:` closes it on exit."""
+        import psycopg
+
+        return psycopg.connect(self.dsn, autocommit=True)
 
     def query(self, sql: str, params: tuple | dict | None = None) -> list[tuple]:
         """Run one statement in its own committed transaction; rows if it returns any."""

@@ -4,8 +4,8 @@ Why these checks: every Dockerfile is linted with hadolint (the pinned `hadolint
 because a learner meets a Dockerfile mistake only when `docker compose build` fails on their
 laptop. The Airflow image must install what the tests ran with: the same pins as constraints.txt,
 the same Airflow version as its base image, and every distribution the Airflow side of the
-course imports (the DAGs, coursekit.pipeline and coursekit.provision, found by reading their
-imports), and nothing it does not.
+course imports (the DAGs with their own packages, and coursekit.provision, found by reading
+their imports), and nothing it does not.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ AIRFLOW_DIRS = [grade.path / "docker" / "airflow" for grade in GRADE_OBJECTS]
 DOCKERFILES = [d / "Dockerfile" for d in AIRFLOW_DIRS] + [REPO_ROOT / "coursekit" / "generator" / "Dockerfile"]
 # The Airflow side's entry points; coursekit modules they import are followed from here.
 AIRFLOW_SIDE_MODULES = ("coursekit.provision",)
-# Needed at run time without being imported: the `postgres` connection type's hook, and the driver
-# it runs on (provider 7.x: psycopg 3, `postgresql+psycopg`), pinned so the image gets the venv's.
-NEEDED_WITHOUT_IMPORT = {"apache-airflow-providers-postgres", "psycopg", "psycopg-binary"}
+# Needed at run time without being imported: the `postgres` connection type's hook, the driver it
+# runs on (provider 7.x: psycopg 3, `postgresql+psycopg`; its binary build), and the driver of
+# Airflow's own metadata database URL in airflow.env (`postgresql+psycopg2`), pinned to the venv's.
+NEEDED_WITHOUT_IMPORT = {"apache-airflow-providers-postgres", "psycopg", "psycopg-binary", "psycopg2-binary"}
 
 
 def short(path: Path) -> str:
@@ -220,7 +221,7 @@ def test_the_image_installs_nothing_the_course_never_imports(folder):
 def test_the_import_scan_sees_function_level_imports():
     """The pipeline imports pandas/pyarrow inside functions; the scan must see them."""
     found = {m.split(".")[0] for m in airflow_side_imports(Grade.named("G0_Trainee").dags_dir)}
-    assert {"airflow", "pandas", "pyarrow", "psycopg2", "yaml", "pydantic"} <= found
+    assert {"airflow", "pandas", "pyarrow", "psycopg", "yaml", "pydantic"} <= found
 
 
 @pytest.mark.parametrize("folder", AIRFLOW_DIRS, ids=short)

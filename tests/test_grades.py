@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from coursekit.grade import GRADES, Grade
-from coursekit.pipeline import load_config
-from coursekit.pipeline.config import parse_config
+from dwh.config import load_config, parse_config
 
 G0 = Grade.named("G0_Trainee")
 EXERCISES = ("G1_Intern", "G2_Junior", "G3_Middle", "G4_Senior")

@@ -14,14 +14,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from coursekit.pipeline import PipelineConfigError, Source, load_config
-from coursekit.pipeline.config import parse_config
-from coursekit.pipeline.contract import compare_with_source, violations
-from coursekit.pipeline.extract import extract_to_parquet
-from coursekit.pipeline.load import load_stg
-from coursekit.pipeline.merge import merge_into_dds
-from coursekit.pipeline.staging import batch_path
-from coursekit.pipeline.warehouse import create_schemas, ensure_tables
+from dwh.config import PipelineConfigError, Source, load_config, parse_config
+from dwh.contract import compare_with_source, violations
+from dwh.extract import extract_to_parquet
+from dwh.load import load_stg
+from dwh.merge import merge_into_dds
+from dwh.staging import batch_path
+from dwh.warehouse import create_schemas, ensure_tables
 
 HOSTILE = [
     "O'Brien",
@@ -69,7 +68,7 @@ class Loader:
         self.config = parse_config(config)
         self.source_db, self.dwh_db, self.staging = source_db, dwh_db, staging
         self.runs = 0
-        with closing(dwh_db.connect()) as dwh:
+        with dwh_db.connect3() as dwh:
             create_schemas(dwh)
             ensure_tables(dwh, self.config)
 
@@ -79,7 +78,7 @@ class Loader:
         source = self.config.sources[0]
         name, table = next(iter(self.config.tables.items()))
         path = batch_path(self.staging, "test_dag", run_id, name, source.slug)
-        with closing(self.source_db.connect()) as src, closing(self.dwh_db.connect()) as dwh:
+        with self.source_db.connect3() as src, self.dwh_db.connect3() as dwh:
             batch = extract_to_parquet(
                 src, dwh, name, table, source, lookback_sec=self.config.lookback_sec, run_id=run_id, path=path
             )
@@ -94,6 +93,7 @@ class Loader:
         )
 
     def rules_broken(self) -> dict[str, list]:
+        """Through psycopg2, the checker's driver: the contract's queries are plain SQL text."""
         with closing(self.dwh_db.connect()) as dwh:
             return {
                 rule: rows
@@ -127,7 +127,7 @@ def test_merging_the_same_batch_again_changes_nothing(loader, shop1_db, dwh_db):
     execute(shop1_db, "insert into customers (name) values ('Ann'), ('Bob')")
     loader.run("run_a")
     before = dwh_db.query("select * from dds.customers order by 1")
-    with closing(dwh_db.connect()) as dwh:
+    with dwh_db.connect3() as dwh:
         counts = merge_into_dds(dwh, "customers", loader.config.tables["customers"], "run_a")
     assert counts == {"new": 0, "changed": 0, "unchanged": 2}
     assert dwh_db.query("select * from dds.customers order by 1") == before
@@ -174,7 +174,7 @@ def test_only_this_runs_stg_rows_are_merged(loader, shop1_db, dwh_db):
     execute(shop1_db, "insert into customers (name) values ('Ann')")
     loader.run("run_old")
     execute(shop1_db, "update customers set name = 'Anna' where customer_id = 1")
-    with closing(dwh_db.connect()) as dwh:  # a run whose stg batch is not in stg: nothing to merge
+    with dwh_db.connect3() as dwh:  # a run whose stg batch is not in stg: nothing to merge
         assert merge_into_dds(dwh, "customers", loader.config.tables["customers"], "run_never_staged") == {
             "new": 0,
             "changed": 0,
@@ -239,7 +239,7 @@ def test_tables_without_history_are_overwritten_in_place(shop1_db, dwh_db, tmp_p
 def test_a_column_added_to_the_config_is_added_to_the_tables(dwh_db):
     wider = {**CONFIG, "tables": {"customers": {**CONFIG["tables"]["customers"]}}}
     wider["tables"]["customers"]["columns"] = {**CONFIG["tables"]["customers"]["columns"], "vip": "boolean"}
-    with closing(dwh_db.connect()) as dwh:
+    with dwh_db.connect3() as dwh:
         ensure_tables(dwh, parse_config(wider))
     for schema in ("stg", "dds"):
         assert dwh_db.query(

@@ -22,8 +22,8 @@ import pytest
 from support import airflow_conn, dds_snapshot, generator_env, run_generator, start_generator, stop_generator
 
 from coursekit.grade import Grade
-from coursekit.pipeline import load_config
-from coursekit.pipeline.contract import compare_with_source, violations
+from dwh.config import load_config
+from dwh.contract import compare_with_source, violations
 
 G0 = Grade.named("G0_Trainee")
 TABLES = ["customers", "products", "orders"]
@@ -126,8 +126,8 @@ def test_a_run_failing_after_some_tables_heals_on_the_next_run(airflow, stack, t
 
 
 RUN_IN_CHILD = """
-from airflow.models import DagBag
-dag = DagBag(dag_folder={dags!r}).get_dag("load_shops_to_dwh")
+from airflow.dag_processing.dagbag import BundleDagBag
+dag = BundleDagBag(dag_folder={dags!r}, bundle_path={dags!r}).get_dag("load_shops_to_dwh")
 for task in dag.tasks:
     task.retries = 0
 dag.test()

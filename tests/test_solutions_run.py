@@ -464,8 +464,8 @@ def test_each_wrong_solution_runs_and_shows_its_mistake(airflow, scenario, monke
 
 
 RUN_IN_CHILD = """
-from airflow.models import DagBag
-dag = DagBag(dag_folder={dags!r}).get_dag("load_shops_to_dwh")
+from airflow.dag_processing.dagbag import BundleDagBag
+dag = BundleDagBag(dag_folder={dags!r}, bundle_path={dags!r}).get_dag("load_shops_to_dwh")
 for task in dag.tasks:
     task.retries = 0
 dag.test()

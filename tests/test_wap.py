@@ -30,14 +30,13 @@ from coursekit.checker.checks import FAIL, Context
 from coursekit.checker.stack import GradeStack
 from coursekit.checker.wap_checks import g4_plan
 from coursekit.grade import Grade
-from coursekit.pipeline import PipelineConfigError, load_config
-from coursekit.pipeline.audit import AuditThresholdExceeded, audit_batch, ensure_audit_tables, publish
-from coursekit.pipeline.config import parse_config
-from coursekit.pipeline.contract import violations
-from coursekit.pipeline.extract import extract_to_parquet
-from coursekit.pipeline.load import load_stg
-from coursekit.pipeline.staging import batch_path
-from coursekit.pipeline.warehouse import create_schemas, ensure_tables
+from dwh.config import PipelineConfigError, load_config, parse_config
+from dwh.contract import violations
+from dwh.extract import extract_to_parquet
+from dwh.load import load_stg
+from dwh.staging import batch_path
+from dwh.warehouse import create_schemas, ensure_tables
+from wap.audit import AuditThresholdExceeded, audit_batch, ensure_audit_tables, publish
 
 G0 = Grade.named("G0_Trainee")
 G4 = Grade.named("G4_Senior")
@@ -105,7 +104,7 @@ class Wap:
         self.config = parse_config(config)
         self.shop_db, self.dwh_db, self.staging = shop_db, dwh_db, staging
         self.runs = 0
-        with closing(dwh_db.connect()) as dwh:
+        with dwh_db.connect3() as dwh:
             create_schemas(dwh)
             ensure_tables(dwh, self.config)
             ensure_audit_tables(dwh, self.config)
@@ -115,7 +114,7 @@ class Wap:
         run_id = run_id or f"run_{self.runs}"
         source = self.config.sources[0]
         published = {}
-        with closing(self.shop_db.connect()) as src, closing(self.dwh_db.connect()) as dwh:
+        with self.shop_db.connect3() as src, self.dwh_db.connect3() as dwh:
             for name in tables:
                 table = self.config.tables[name]
                 path = batch_path(self.staging, "test_wap", run_id, name, source.slug)
@@ -316,7 +315,7 @@ def test_auditing_and_publishing_the_same_run_again_changes_nothing(wap, shop1_d
     before = (dds_snapshot(dwh_db, TABLES), dwh_db.query(snapshot))
     wap.run("run_a")
     assert (dds_snapshot(dwh_db, TABLES), dwh_db.query(snapshot)) == before
-    with closing(dwh_db.connect()) as dwh:  # publish alone again: the verdict is still there
+    with dwh_db.connect3() as dwh:  # publish alone again: the verdict is still there
         publish(dwh, wap.config, "orders", "run_a")
     assert (dds_snapshot(dwh_db, TABLES), dwh_db.query(snapshot)) == before
     assert dwh_db.query("select count(*) from quarantine.audit_log where run_id = 'run_a'") == [(3,)]
@@ -332,7 +331,7 @@ def test_too_many_bad_rows_halt_the_table_and_publish_nothing(wap, shop1_db, dwh
     assert dwh_db.query("select outcome, quarantined from quarantine.audit_log where table_name = 'orders'") == [
         ("halted", 3)
     ]
-    with closing(dwh_db.connect()) as dwh, pytest.raises(AuditThresholdExceeded, match="no passed audit"):
+    with dwh_db.connect3() as dwh, pytest.raises(AuditThresholdExceeded, match="no passed audit"):
         publish(dwh, wap.config, "orders", "run_1")
 
 
@@ -550,8 +549,8 @@ def test_a_quarantine_share_over_the_threshold_fails_the_run_loudly(airflow, sta
 
 
 RUN_IN_CHILD = """
-from airflow.models import DagBag
-dag = DagBag(dag_folder={dags!r}).get_dag({dag_id!r})
+from airflow.dag_processing.dagbag import BundleDagBag
+dag = BundleDagBag(dag_folder={dags!r}, bundle_path={dags!r}).get_dag({dag_id!r})
 for task in dag.tasks:
     task.retries = 0
 dag.test()

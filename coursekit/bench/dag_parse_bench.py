@@ -16,9 +16,9 @@ from coursekit.grade import GRADES, Grade
 
 PROBE = """
 import sys, time
-from airflow.models import DagBag
+from airflow.dag_processing.dagbag import BundleDagBag
 start = time.perf_counter()
-bag = DagBag(dag_folder=sys.argv[1])
+bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=sys.argv[1])
 print((time.perf_counter() - start) * 1000)
 assert not bag.import_errors, bag.import_errors
 """

@@ -10,8 +10,10 @@ the learner's words. Each row has one of three verdicts:
   time has passed for the mistake to show); the hint says what it waits for.
 
 A check never passes on nothing: "all 0 rows are loaded" is a WAIT, not a PASS.
-The SCD2 rules are the same queries the reference pipeline's tests use
-(`coursekit/pipeline/sql/contract.sql`).
+The SCD2 rules, the open end and the technical columns are the warehouse
+contract of the reference pipeline (`G0_Trainee/airflow_data/dags/dwh/contract.py`
+and its `sql/contract.sql`), imported from there: one definition for the
+reference, its tests, this checker and the self-test SQL.
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ from typing import Any
 from psycopg2 import sql
 
 from coursekit.checker.stack import GradeStack, Shop, SourceTable
-from coursekit.pipeline.config import Table
-from coursekit.pipeline.contract import compare_with_source, violations
+from coursekit.reference import config, contract
 
 PASS, FAIL, WAIT = "PASS", "FAIL", "WAIT"
-OPEN_END = "9999-12-31 23:59:59+00"
-TECHNICAL = {"src_id", "eff_from_dttm", "eff_to_dttm", "load_run_id", "load_dttm", "extracted_dttm"}
+OPEN_END = contract.OPEN_END
+TECHNICAL = contract.RESERVED
 COMMIT_SLACK_SEC = 30  # a row created this long before a run started was committed before it read
 HISTORY_MARGIN_SEC = 180  # a change needs a run (every minute) after it, plus slack, to become a version
 RECENT_RUNS = 10  # "the recent runs succeeded" looks at this many finished runs
@@ -156,12 +157,12 @@ def _present(ctx: Context) -> list[SourceTable]:
     return [t for t in ctx.stack.tables if ctx.dds_columns(t.name)]
 
 
-def _shape(ctx: Context, table: SourceTable) -> Table:
+def _shape(ctx: Context, table: SourceTable) -> config.Table:
     """The table as the contract queries need it: the columns source and dds share."""
     source = ctx.source_columns(ctx.stack.shops[0], table.name)
     dds = set(ctx.dds_columns(table.name))
     columns = {c: "text" for c in source if c in dds and c not in TECHNICAL}
-    return Table.model_construct(key=table.key, increment_column="created_at", scd2=ctx.scd2, columns=columns)
+    return config.Table.model_construct(key=table.key, increment_column="created_at", scd2=ctx.scd2, columns=columns)
 
 
 def _current(ctx: Context) -> sql.Composable:
@@ -240,24 +241,21 @@ def check_shops_loaded(ctx: Context) -> Iterable[CheckResult]:
 
 def check_unique_keys(ctx: Context) -> Iterable[CheckResult]:
     for table in _present(ctx):
+        rule = "current_version_count" if ctx.scd2 else "duplicate_keys"
         if ctx.scd2:
-            statement = sql.SQL(
-                "select {key}, src_id from {t} group by {key}, src_id"
-                " having count(*) filter (where eff_to_dttm = {end}) <> 1 limit 5"
-            )
             name, expected = "exactly one current version per key", f"one row with eff_to_dttm {OPEN_END}"
             hint = (
                 "a key has no current version or two of them: close the old version in the same transaction"
                 " that opens the new one, and make a re-run of the same batch find nothing new to insert"
             )
         else:
-            statement = sql.SQL("select {key}, src_id from {t} group by {key}, src_id having count(*) > 1 limit 5")
             name, expected = "no duplicate keys", "one row per (key, src_id)"
             hint = (
                 "a re-run or an overlapping window loaded rows twice: upsert on (key, src_id)"
                 " (insert ... on conflict do update), or replace the batch's keys in one transaction"
             )
-        bad = ctx.query(statement.format(key=sql.Identifier(table.key), t=_dds(table), end=sql.Literal(OPEN_END)))
+        rule_sql = contract.rule_statement(rule, table.name, _shape(ctx, table)).rstrip(";")
+        bad = ctx.query(sql.SQL("select * from ({}\n) as broken limit 5").format(sql.SQL(rule_sql)))
         yield CheckResult(
             "no duplicates", f"dds.{table.name}: {name}", not bad, expected, _keys(bad) or "ok", hint if bad else ""
         )
@@ -271,7 +269,7 @@ def check_against_source(ctx: Context) -> Iterable[CheckResult]:
         yield _values(ctx, table, shape)
 
 
-def _presence(ctx: Context, table: SourceTable, shape: Table) -> CheckResult:
+def _presence(ctx: Context, table: SourceTable, shape: config.Table) -> CheckResult:
     name = f"dds.{table.name}: every source row is loaded"
     present_before = ctx.present_before or ctx.stable_before
     missing: dict[str, list[Any]] = {}
@@ -337,11 +335,11 @@ def _presence(ctx: Context, table: SourceTable, shape: Table) -> CheckResult:
     )
 
 
-def _values(ctx: Context, table: SourceTable, shape: Table) -> CheckResult:
+def _values(ctx: Context, table: SourceTable, shape: config.Table) -> CheckResult:
     name = f"dds.{table.name}: current values equal the source"
     compared, different = 0, []
     for shop in ctx.stack.shops:
-        result = compare_with_source(
+        result = contract.compare_with_source(
             ctx.shops[shop.name],
             ctx.dwh,
             table.name,
@@ -432,7 +430,7 @@ SCD2_CHECKS = {
 
 def check_scd2_rules(ctx: Context) -> Iterable[CheckResult]:
     for table in _present(ctx):
-        found = violations(ctx.dwh, table.name, _shape(ctx, table), own_transaction=ctx.own_transaction)
+        found = contract.violations(ctx.dwh, table.name, _shape(ctx, table), own_transaction=ctx.own_transaction)
         for rule, (expected, hint) in SCD2_CHECKS.items():
             bad = found.get(rule, [])
             shown = _keys(bad)

@@ -43,7 +43,9 @@ def describe(run: Any) -> dict:
 
 
 def main(dags_folder: str, reply_file: str) -> int:
-    from airflow.models import DagBag
+    # Airflow's parser for a bundle puts the folder on sys.path, as the dag processor and the
+    # task runner do, so DAG files can import their own modules (G0's dwh/).
+    from airflow.dag_processing.dagbag import BundleDagBag
 
     replies = Path(reply_file)
 
@@ -51,7 +53,7 @@ def main(dags_folder: str, reply_file: str) -> int:
         with replies.open("a", encoding="utf-8") as out:
             out.write(json.dumps(message) + "\n")
 
-    bag = DagBag(dag_folder=dags_folder)
+    bag = BundleDagBag(dag_folder=dags_folder, bundle_path=Path(dags_folder))
     dags = {}
     for dag_id, dag in bag.dags.items():
         kinds = sorted({type(task).__name__ for task in dag.tasks})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 
 def schedule_gap_seconds(dag) -> float | None:
@@ -29,9 +30,11 @@ def schedule_gap_seconds(dag) -> float | None:
 
 
 def describe(folder: str) -> dict:
-    from airflow.models import DagBag
+    # Airflow's own parser for a bundle: it puts the folder on sys.path, as the dag processor
+    # does, so DAG files can import their own modules (G0's dwh/).
+    from airflow.dag_processing.dagbag import BundleDagBag
 
-    bag = DagBag(dag_folder=folder)
+    bag = BundleDagBag(dag_folder=folder, bundle_path=Path(folder))
     dags = []
     for dag_id, dag in bag.dags.items():
         bash = [

@@ -139,8 +139,8 @@ def test_dags_parse_in_the_container(g0):
 def assert_dags_parse(stack: DockerStack) -> set[str]:
     """Import the mounted dags folder with the container's Airflow; no import errors, at least one DAG."""
     script = (
-        "import json; from airflow.models import DagBag; "
-        "bag = DagBag(dag_folder='/opt/airflow/dags'); "
+        "import json; from airflow.dag_processing.dagbag import BundleDagBag; "
+        "bag = BundleDagBag(dag_folder='/opt/airflow/dags', bundle_path='/opt/airflow/dags'); "
         "print('DAGBAG=' + json.dumps({'dags': sorted(bag.dag_ids), 'errors': bag.import_errors}))"
     )
     result = stack.exec("airflow", "python", "-c", script)

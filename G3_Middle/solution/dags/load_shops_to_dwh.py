@@ -17,7 +17,8 @@ For each table in `pipeline.yaml` (one task group per table):
 Concepts: incremental loading (watermark + lookback), typed staging files,
 idempotent tasks, set-based SCD2 merge, TaskFlow, assets.
 Needs: connections `shop_1_conn`, `shop_2_conn`, `dwh_conn` (provisioned from
-`deploy/env/airflow.env`). The building blocks live in `coursekit/pipeline/`.
+`deploy/env/airflow.env`). Every step is in `dwh/`, next to this file: its
+`__init__.py` gives the reading order.
 """
 
 from __future__ import annotations
@@ -28,10 +29,9 @@ from pathlib import Path
 import pendulum
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.sdk import Asset, TaskGroup, dag, get_current_context, task
-
-from coursekit.pipeline import load_config
-from coursekit.pipeline.connections import connect
-from coursekit.pipeline.sqlfiles import statements
+from dwh.config import load_config
+from dwh.connections import connect
+from dwh.sqlfiles import statements
 
 CONFIG = load_config(Path(__file__).with_name("pipeline.yaml"))
 
@@ -39,7 +39,7 @@ CONFIG = load_config(Path(__file__).with_name("pipeline.yaml"))
 @task
 def create_tables() -> None:
     """Create the stg and dds tables of every configured table (idempotent)."""
-    from coursekit.pipeline.warehouse import ensure_tables
+    from dwh.warehouse import ensure_tables
 
     with connect(CONFIG.dwh_conn_id) as dwh:
         ensure_tables(dwh, CONFIG)
@@ -48,8 +48,8 @@ def create_tables() -> None:
 @task
 def extract(table_name: str, src_id: str) -> dict:
     """Source rows since watermark - lookback -> Parquet file of this run."""
-    from coursekit.pipeline.extract import extract_to_parquet
-    from coursekit.pipeline.staging import batch_path
+    from dwh.extract import extract_to_parquet
+    from dwh.staging import batch_path
 
     context = get_current_context()
     source = next(s for s in CONFIG.sources if s.src_id == src_id)
@@ -70,16 +70,16 @@ def extract(table_name: str, src_id: str) -> dict:
 @task
 def load_stg(table_name: str, batches: list[dict]) -> int:
     """Replace each shop's batch in stg.<table> with COPY (one transaction per shop)."""
-    from coursekit.pipeline.load import load_stg as copy_batches
+    from dwh.load import load_stg as copy_batches
 
     with connect(CONFIG.dwh_conn_id) as dwh:
         return copy_batches(dwh, table_name, CONFIG.tables[table_name], batches)
 
 
 @task
-def merge_dds(table_name: str, staged_rows: int) -> dict[str, int]:
-    """Merge this run's stg batch into dds.<table> in one transaction."""
-    from coursekit.pipeline.merge import merge_into_dds
+def merge_dds(table_name: str) -> dict[str, int]:
+    """Merge this run's stg batch (the rows tagged with its run_id) into dds.<table>, in one transaction."""
+    from dwh.merge import merge_into_dds
 
     with connect(CONFIG.dwh_conn_id) as dwh:
         return merge_into_dds(dwh, table_name, CONFIG.tables[table_name], get_current_context()["run_id"])
@@ -106,14 +106,17 @@ def load_shops_to_dwh():
 
     for table_name in CONFIG.tables:
         with TaskGroup(group_id=table_name):
+            # The extract results are data (file paths) for load_stg; the merge needs
+            # only the order: it reads what load_stg wrote to stg for this run.
             batches = [
                 extract.override(task_id=f"extract_{source.slug}")(table_name, source.src_id)
                 for source in CONFIG.sources
             ]
             staged = load_stg(table_name, batches)
             dds_table = Asset(name=f"dds.{table_name}", uri=f"postgres://pg-dwh:5432/dwh/dds/{table_name}")
-            merge_dds.override(outlets=[dds_table])(table_name, staged)
+            merged = merge_dds.override(outlets=[dds_table])(table_name)
             tables_ready >> batches
+            staged >> merged
 
 
 load_shops_to_dwh()

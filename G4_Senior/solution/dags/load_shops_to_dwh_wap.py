@@ -26,7 +26,8 @@ customers and products of this very run. Facts are extracted first, so the
 dimensions read a moment later hold every customer those orders could see.
 
 Concepts: Write-Audit-Publish, data contracts as config, quarantine and
-replay, atomic publish, fail-fast thresholds. Code: `coursekit/pipeline/audit.py`.
+replay, atomic publish, fail-fast thresholds. Code: `wap/audit.py` (its SQL in
+`wap/sql/audit.sql`); extract, load and merge are G0's, in `dwh/`.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ import pendulum
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.sdk import Asset, TaskGroup, dag, get_current_context, task
 
-from coursekit.pipeline import load_config
-from coursekit.pipeline.connections import connect
-from coursekit.pipeline.sqlfiles import statements
+from dwh.config import load_config
+from dwh.connections import connect
+from dwh.sqlfiles import statements
 
 CONFIG = load_config(Path(__file__).with_name("pipeline.yaml"))
 
@@ -48,8 +49,8 @@ CONFIG = load_config(Path(__file__).with_name("pipeline.yaml"))
 @task
 def create_tables() -> None:
     """stg and dds tables as in G0, plus the audit, quarantine and audit_log tables (idempotent)."""
-    from coursekit.pipeline.audit import ensure_audit_tables
-    from coursekit.pipeline.warehouse import ensure_tables
+    from dwh.warehouse import ensure_tables
+    from wap.audit import ensure_audit_tables
 
     with connect(CONFIG.dwh_conn_id) as dwh:
         ensure_tables(dwh, CONFIG)
@@ -59,8 +60,8 @@ def create_tables() -> None:
 @task
 def extract(table_name: str, src_id: str) -> dict:
     """Source rows since watermark - lookback -> this run's Parquet file."""
-    from coursekit.pipeline.extract import extract_to_parquet
-    from coursekit.pipeline.staging import batch_path
+    from dwh.extract import extract_to_parquet
+    from dwh.staging import batch_path
 
     context = get_current_context()
     source = next(s for s in CONFIG.sources if s.src_id == src_id)
@@ -81,18 +82,18 @@ def extract(table_name: str, src_id: str) -> dict:
 @task
 def load_stg(table_name: str, batches: list[dict]) -> int:
     """Write: each shop's batch replaces its rows in stg.<table> (COPY, one transaction per shop)."""
-    from coursekit.pipeline.load import load_stg as copy_batches
+    from dwh.load import load_stg as copy_batches
 
     with connect(CONFIG.dwh_conn_id) as dwh:
         return copy_batches(dwh, table_name, CONFIG.tables[table_name], batches)
 
 
 @task
-def audit(table_name: str, staged_rows: int) -> list[dict]:
+def audit(table_name: str) -> list[dict]:
     """Audit: judge the batch, hold failing rows; fail fast when a shop's batch is mostly bad."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from coursekit.pipeline.audit import AuditThresholdExceeded, audit_batch
+    from wap.audit import AuditThresholdExceeded, audit_batch
 
     try:
         with connect(CONFIG.dwh_conn_id) as dwh:
@@ -104,9 +105,9 @@ def audit(table_name: str, staged_rows: int) -> list[dict]:
 
 
 @task
-def publish(table_name: str, summary: list[dict]) -> dict:
+def publish(table_name: str) -> dict:
     """Publish: quarantine failing rows, release keys that pass, merge the rest - one transaction."""
-    from coursekit.pipeline.audit import publish as publish_batch
+    from wap.audit import publish as publish_batch
 
     with connect(CONFIG.dwh_conn_id) as dwh:
         return publish_batch(dwh, CONFIG, table_name, get_current_context()["run_id"])
@@ -138,10 +139,13 @@ def load_shops_to_dwh_wap():
                 extract.override(task_id=f"extract_{source.slug}")(table_name, source.src_id)
                 for source in CONFIG.sources
             ]
-            tables_ready >> batches
-            audited[table_name] = audit(table_name, load_stg(table_name, batches))
+            staged = load_stg(table_name, batches)
+            audited[table_name] = audit(table_name)
             dds_table = Asset(name=f"dds.{table_name}", uri=f"postgres://pg-dwh:5432/dwh/dds/{table_name}")
-            published[table_name] = publish.override(outlets=[dds_table])(table_name, audited[table_name])
+            published[table_name] = publish.override(outlets=[dds_table])(table_name)
+            # Audit and publish read what the task before wrote to stg and audit.<table>: order only.
+            tables_ready >> batches
+            staged >> audited[table_name] >> published[table_name]
 
     for table_name, table in CONFIG.tables.items():
         for parent in table.audit.references.values() if table.audit else []:

@@ -24,22 +24,45 @@ from dds.customers
 where customer_id = 1 and src_id = 'New-York'
 order by eff_from_dttm;
 
--- 4. Should return no rows: keys with more or less than one current version.
-select order_id, src_id, count(*) filter (where eff_to_dttm = '9999-12-31 23:59:59+00') as current_versions
-from dds.orders
-group by order_id, src_id
+-- contract:start: queries from 4 (written by `make sync-grades` from dags/dwh/contract.py)
+
+-- 4. Should return no rows: exactly one current version per key.
+select "order_id", src_id, count(*) filter (where eff_to_dttm = '9999-12-31 23:59:59+00') as current_versions
+from "dds"."orders"
+group by "order_id", src_id
 having count(*) filter (where eff_to_dttm = '9999-12-31 23:59:59+00') <> 1;
 
--- 5. Should return no rows: gaps or overlaps between consecutive versions.
-select *
+-- 5. Should return no rows: no gap between consecutive versions.
+select "order_id", src_id, eff_from_dttm, eff_to_dttm, next_from
 from (
-    select order_id, src_id, eff_from_dttm, eff_to_dttm,
-           lead(eff_from_dttm) over (partition by order_id, src_id order by eff_from_dttm) as next_from
-    from dds.orders
-) as v
-where next_from is not null and next_from <> eff_to_dttm + interval '1 second';
+    select "order_id", src_id, eff_from_dttm, eff_to_dttm,
+           lead(eff_from_dttm) over (partition by "order_id", src_id order by eff_from_dttm) as next_from
+    from "dds"."orders"
+) as versions
+where next_from > eff_to_dttm + interval '1 second';
 
--- 6. Freshness: the newest row of each shop and how far behind it is.
+-- 6. Should return no rows: no overlap between consecutive versions.
+select "order_id", src_id, eff_from_dttm, eff_to_dttm, next_from
+from (
+    select "order_id", src_id, eff_from_dttm, eff_to_dttm,
+           lead(eff_from_dttm) over (partition by "order_id", src_id order by eff_from_dttm) as next_from
+    from "dds"."orders"
+) as versions
+where next_from < eff_to_dttm + interval '1 second';
+
+-- 7. Should return no rows: no two consecutive versions with identical values.
+select "order_id", src_id, eff_from_dttm
+from (
+    select "order_id", src_id, eff_from_dttm, ("customer_id", "product_id", "quantity", "status", "comment", "created_at") as business_values,
+           lag(("customer_id", "product_id", "quantity", "status", "comment", "created_at")) over (partition by "order_id", src_id order by eff_from_dttm) as previous_values,
+           lag(eff_from_dttm) over (partition by "order_id", src_id order by eff_from_dttm) as previous_from
+    from "dds"."orders"
+) as versions
+where previous_from is not null and business_values is not distinct from previous_values;
+
+-- contract:end
+
+-- 8. Freshness: the newest row of each shop and how far behind it is.
 select src_id, max(created_at) as newest_row, now() - max(created_at) as lag
 from dds.orders
 group by src_id;

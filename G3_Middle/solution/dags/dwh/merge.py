@@ -1,0 +1,70 @@
+"""Merge: this run's stg batch into dds, set-based, in one transaction per table.
+
+Every batch row is classified against the key's current dds row as new,
+changed or unchanged (one index lookup per row, NULL-safe comparison). SCD2
+tables close the changed versions and insert new ones; tables without history
+overwrite in place. Unchanged keys are not touched, so merging the same batch
+twice changes nothing, and a merge killed half-way rolls back whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from psycopg import sql
+
+from dwh.config import Table
+from dwh.sqlfiles import compose, ident_list
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger(__name__)
+CHANGES = ("new", "changed", "unchanged")
+
+
+def merge_parts(name: str, table: Table) -> dict[str, sql.Composable]:
+    """The identifiers the merge statements are composed from."""
+    values = table.value_columns
+    return {
+        "stg_table": sql.Identifier("stg", name),
+        "dds_table": sql.Identifier("dds", name),
+        "key": sql.Identifier(table.key),
+        "increment": sql.Identifier(table.increment_column),
+        "columns": ident_list(list(table.columns)),
+        "batch_columns": ident_list(list(table.columns), "b"),
+        "batch_values": ident_list(values, "b"),
+        "current_values": ident_list(values, "c"),
+        "value_columns": ident_list(values),
+        "merge_values": ident_list(values, "m"),
+        # SCD2 tables compare a batch row with its key's current version only.
+        "current_filter": compose("merge", "current_filter") if table.scd2 else sql.SQL(""),
+        # Tables without history have no versions: their rows carry no start time.
+        "current_eff_from": sql.SQL("c.eff_from_dttm" if table.scd2 else "null::timestamptz"),
+    }
+
+
+def merge_into_dds(dwh_conn: psycopg.Connection, name: str, table: Table, run_id: str) -> dict[str, int]:
+    """Merge stg.<name> rows of `run_id` into dds.<name>; returns counts per change kind."""
+    parts = merge_parts(name, table)
+    steps = ["classify", *(("close_changed", "insert_versions") if table.scd2 else ("update_changed", "insert_new"))]
+    params = {"run_id": run_id}
+    with dwh_conn.transaction(), dwh_conn.cursor() as cur:
+        for step in steps:
+            statement = compose("merge", step, **parts)
+            log.debug("SQL %s: %s", step, statement.as_string(cur))
+            cur.execute(statement, params)
+        cur.execute(compose("merge", "summary", **parts), params)
+        counts = {change: 0 for change in CHANGES} | dict(cur.fetchall())
+    closed = counts["changed"] if table.scd2 else 0
+    log.info(
+        "merged stg.%s into dds.%s: %s inserted, %s changed (%s versions closed), %s unchanged",
+        name,
+        name,
+        counts["new"],
+        counts["changed"],
+        closed,
+        counts["unchanged"],
+    )
+    return counts

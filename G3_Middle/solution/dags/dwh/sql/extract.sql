@@ -1,0 +1,19 @@
+-- Reading a batch from a source. Names in {braces} are quoted identifiers;
+-- values are %(parameters)s sent separately by the driver.
+
+-- name: watermark
+-- The newest row of this source the warehouse already holds.
+select max({increment}) from {dds_table} where src_id = %(src_id)s;
+
+-- name: source_clock
+-- "Now" on the source, to the second, in the same snapshot as the batch below:
+-- a change found in this batch is dated with it.
+select date_trunc('second', transaction_timestamp());
+
+-- name: batch
+-- Everything created after the watermark minus the lookback window: new rows,
+-- plus recent rows the shop may have updated since the last run.
+select {columns}
+from {source_table}
+where {increment} > coalesce(%(watermark)s::timestamptz - make_interval(secs => %(lookback_sec)s), '-infinity')
+order by {key};
