@@ -265,11 +265,11 @@ def check_against_source(ctx: Context) -> Iterable[CheckResult]:
     """Every source row the last finished run could see is loaded; stable rows carry the source's values."""
     for table in _present(ctx):
         shape = _shape(ctx, table)
-        yield _presence(ctx, table, shape)
+        yield _presence(ctx, table)
         yield _values(ctx, table, shape)
 
 
-def _presence(ctx: Context, table: SourceTable, shape: config.Table) -> CheckResult:
+def _presence(ctx: Context, table: SourceTable) -> CheckResult:
     name = f"dds.{table.name}: every source row is loaded"
     present_before = ctx.present_before or ctx.stable_before
     missing: dict[str, list[Any]] = {}

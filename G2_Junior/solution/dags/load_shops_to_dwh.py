@@ -29,6 +29,7 @@ from pathlib import Path
 import pendulum
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.sdk import Asset, TaskGroup, dag, get_current_context, task
+
 from dwh.config import load_config
 from dwh.connections import connect
 from dwh.sqlfiles import statements

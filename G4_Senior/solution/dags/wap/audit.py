@@ -27,11 +27,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psycopg import sql
+
 from dwh.config import Audit, PipelineConfig, Table
 from dwh.merge import merge_into_dds
 from dwh.sqlfiles import compose as compose_statement
 from dwh.sqlfiles import ident_list
-from psycopg import sql
 
 if TYPE_CHECKING:
     import psycopg
