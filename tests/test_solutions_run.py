@@ -30,11 +30,11 @@ from solutions.mutations import INDEPENDENT, MUTATIONS, SYMPTOMS, apply, g2_corr
 from support import Database, airflow_conn, dds_snapshot, generator_env, run_generator
 
 from coursekit.grade import Grade
+from dwh.contract import OPEN_END
 
 G3 = Grade.named("G3_Middle")
 SHOPS = {"shop-1": "New-York", "shop-2": "Istanbul"}
 DAG_ID = "load_shops_to_dwh"
-OPEN_END = "9999-12-31 23:59:59+00"
 LATE = timedelta(seconds=0.5)  # a row committing after a newer one (ticks are 1 s apart)
 # Ticks every second, updates up to 8 s back, retention after 14 s: half a minute shows all three.
 FAST = {"TICK_INTERVAL_SEC": 1, "UPDATE_NOT_OLDER_THAN_SEC": 8, "DELETE_OLDER_THAN_SEC": 14}
