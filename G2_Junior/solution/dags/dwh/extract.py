@@ -4,6 +4,12 @@ Which rows? Those created after the warehouse's watermark minus a lookback
 window. The watermark alone would miss updates: a shop updates rows some time
 after creating them, and those rows are older than the watermark. The lookback
 must cover the shop's update depth plus one schedule interval plus a margin.
+
+Why rows from the hook's connection rather than `PostgresHook.get_df()`:
+`get_df` reads through a SQLAlchemy engine of its own, outside the snapshot
+that also dates the batch (`source_clock`), and lets pandas guess the types
+(`numeric` becomes float, a column NULL in every row becomes `object`). Here
+the types come from `pipeline.yaml`, and pandas gets an exact frame.
 """
 
 from __future__ import annotations
