@@ -18,7 +18,8 @@ import pytest
 
 from coursekit.generator.config import ShopConfig, check_config
 from coursekit.grade import Grade
-from coursekit.loadtest.__main__ import parse_args
+from coursekit.loadtest.__main__ import bound, parse_args
+from coursekit.loadtest.breakdown import TaskTiming, analyse
 from coursekit.loadtest.load import scaled_config
 from coursekit.loadtest.measure import ResourceSample
 from coursekit.loadtest.report import Phase, Run, best_phase, write
@@ -37,10 +38,14 @@ def test_a_rate_scales_every_table_like_the_shop_and_updates_60_percent():
     assert check_config(ShopConfig.model_validate(scaled), "en_US") == []
 
 
-def test_options_default_to_ten_minutes_and_short_is_for_ci():
-    assert (parse_args([]).duration, parse_args([]).rates) == (600, [50, 200, 500])
+def test_the_default_ramp_fits_30_minutes_and_short_is_for_ci():
+    default = parse_args([])
+    assert default.rates == [250, 500, 1000, 2000, 4000, 8000], "well past the 1000/s that kept up before"
+    assert len(default.rates) * default.step_seconds + default.drain + 60 <= 30 * 60
+    assert "= 29 min" in bound(default)
     short = parse_args(["--short"])
-    assert short.duration <= 120 and len(short.rates) == 2
+    assert len(short.rates) * short.step_seconds <= 120 and len(short.rates) == 2
+    assert parse_args(["--latency-target", "120"]).latency_target == 120
     with pytest.raises(SystemExit):
         parse_args(["--rates", "300,100"])
 
@@ -60,11 +65,29 @@ def test_the_report_names_the_highest_rate_that_keeps_up(tmp_path):
         "landed": [(start + timedelta(seconds=30 * i), 1000 + i) for i in range(12)],
         "latency": [(start + timedelta(seconds=30 * i), 10, 50.0, 90.0, 120.0) for i in range(12)],
     }
-    run = Run("G4_Senior", "test", start, {"cpu cores (logical)": "2"}, {}, phases, series, samples, [], 30.0)
+    # One run in the 900/s step: orders' publish is the slowest part of its critical path.
+    t0 = start + timedelta(minutes=4, seconds=10)
+    tasks = [
+        TaskTiming("orders.extract_new_york", t0, t0 + timedelta(seconds=2), t0 + timedelta(seconds=20)),
+        TaskTiming(
+            "orders.load_stg", t0 + timedelta(seconds=21), t0 + timedelta(seconds=22), t0 + timedelta(seconds=30)
+        ),
+        TaskTiming(
+            "orders.publish", t0 + timedelta(seconds=31), t0 + timedelta(seconds=31), t0 + timedelta(seconds=90)
+        ),
+    ]
+    upstreams = {"orders.load_stg": ["orders.extract_new_york"], "orders.publish": ["orders.load_stg"]}
+    runs = [analyse("load", "r1", t0, t0 + timedelta(seconds=92), tasks, upstreams)]
+    run = Run(
+        "G4_Senior", "test", start, {"cpu cores (logical)": "2"}, {}, phases, series, samples, [], 30.0, runs=runs
+    )
     report = write(run, tmp_path / "report")
     text = report.read_text()
     assert "**300 inserts/s per shop**" in text and "550,000 rows landed per 10 minutes" in text
-    for plot in ("throughput.png", "latency.png", "resources.png"):
+    assert "First rate that did not keep up: **900 inserts/s per shop**. Why: latency: p95 420 s" in text
+    assert "Bottleneck in that step: publish takes 64% of a run's 92 s; orders.publish is the slowest" in text
+    assert "| 900 | 1 | 92.0 | - | 18.0 | 8.0 | 0.0 | 59.0 | 0.0 | 3.0 | 4.0 |" in text, "sums to 92 s"
+    for plot in ("throughput.png", "latency.png", "backlog.png", "breakdown.png", "resources.png"):
         assert (tmp_path / "report" / plot).stat().st_size > 10_000
         assert f"![{plot}]({plot})" in text
 
@@ -93,5 +116,22 @@ def test_a_short_load_test_writes_a_report_and_leaves_the_wap_invariants_holding
     # arrive between two runs, which a 80-second test may not see.
     assert all("quarantine rows were released" in line for line in failed), failed
     assert "published or quarantined (ok" in text
-    for plot in ("throughput.png", "latency.png", "resources.png"):
+    for plot in ("throughput.png", "latency.png", "backlog.png", "breakdown.png", "resources.png"):
         assert Path(report.parent, plot).stat().st_size > 0
+    # The ramp says where it stopped and why, or that 60/s was not the knee.
+    stop = re.search(r"First rate that did not keep up: \*\*(\d+) inserts/s per shop\*\*\. Why: (.+)\.", text)
+    assert stop or "The ramp did not reach the knee within the steps" in text
+    assert stop is None or stop[2].strip(), "a failing step says why"
+    # Where the time goes: every run's critical path adds up to its duration, nothing is negative.
+    critical = re.findall(
+        r"^\| (\d+|drain) \| (\d+) \| ([\d.]+) \| ([\d.]+|-) \|((?: [\d.]+ \|){7})$", text, re.MULTILINE
+    )
+    assert critical, "the breakdown table has a row per step with runs"
+    for _label, runs, duration, _every, parts in critical:
+        seconds = [float(v) for v in parts.split("|") if v.strip()]
+        assert int(runs) > 0 and all(v >= 0 for v in seconds)
+        assert abs(sum(seconds) - float(duration)) < 0.6, (duration, seconds)
+        assert 0 < float(duration) < 600
+    work = re.findall(r"^\| (?:\d+|drain) \|((?: [\d.]+ \|){7}) \w+\.\w+ \(", text, re.MULTILINE)
+    assert work and all(float(v) >= 0 for row in work for v in row.split("|") if v.strip())
+    assert len(Path(report.parent, "backlog.csv").read_text().splitlines()) > 10

@@ -73,3 +73,43 @@ def test_docker_stats_lines_become_one_figure_per_container():
     assert usage["airflow-1"].memory_mib == 1.2 * 1024 and usage["airflow-1"].limit_mib == 2048
     assert usage["pg-dwh-1"].cpu_cores == 1.5 and usage["pg-dwh-1"].memory_mib == 0.5
     assert {measure.report_group(n) for n in usage} == {"airflow", "postgres"}
+
+
+# Burns one CPU-second (process time, so a busy machine only makes it slower), then exits.
+BURN = "import time\nwhile time.process_time() < 1.0: pass"
+
+
+def test_native_cpu_counts_a_task_process_that_ended_between_two_samples():
+    # A root that starts a short-lived child and reaps it, like a LocalExecutor worker runs a task.
+    root_code = (
+        f"import subprocess, sys, time; time.sleep(2); subprocess.run([sys.executable, '-c', {BURN!r}]); time.sleep(60)"
+    )
+    root = spawn(root_code)
+    try:
+        monitor = measure.ResourceMonitor(roots=lambda: {"airflow": [root.pid]}, machine_wide=True)
+        monitor.sample()  # before the child starts
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not psutil.Process(root.pid).children():
+            time.sleep(0.1)
+        while time.monotonic() < deadline and psutil.Process(root.pid).children():
+            time.sleep(0.2)  # until the child has burnt its second and was reaped
+        second = monitor.sample()
+        busy = second.cpu_cores["airflow"] * second.at
+        assert 0.9 < busy < 1.6, f"{busy:.2f} CPU-seconds, the child burnt 1.0 (+ interpreter start-ups)"
+        # The whole machine was at least as busy as our child (other people's load only adds).
+        assert second.cpu_cores[measure.MACHINE] * second.at >= 0.9 * busy
+        assert measure.MACHINE not in second.memory_mib
+    finally:
+        root.kill()
+        root.wait()
+
+
+def test_engine_stats_give_cumulative_cpu_and_memory_without_the_page_cache():
+    # The shape of GET /containers/{id}/stats?stream=false&one-shot=true on a cgroup v2 host.
+    stats = {
+        "cpu_stats": {"cpu_usage": {"total_usage": 12_500_000_000}, "online_cpus": 2},
+        "memory_stats": {"usage": 600 * 2**20, "limit": 1024 * 2**20, "stats": {"inactive_file": 88 * 2**20}},
+    }
+    assert measure.parse_engine_stats(stats) == (12.5, 512.0, 1024.0)
+    v1 = {**stats, "memory_stats": {"usage": 300 * 2**20, "stats": {"total_inactive_file": 44 * 2**20}}}
+    assert measure.parse_engine_stats(v1) == (12.5, 256.0, None)

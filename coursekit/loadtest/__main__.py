@@ -1,5 +1,11 @@
 """`python -m coursekit.loadtest --grade G4_Senior`: drive the shops harder and harder, measure, report.
 
+The load ramps up in steps (geometric by default: 250, 500, 1000, ... inserts per second per shop,
+four minutes each) and stops at the first step the pipeline does not keep up with (coursekit/
+loadtest/knee.py decides, from the backlog sampled during the step). The report names the knee:
+the highest rate that kept up, the first that did not and why, with where the runs' time went
+(coursekit/loadtest/breakdown.py, from Airflow's task instances).
+
 By default the test starts its own copy of the grade natively (free ports, a
 temporary folder; your `make run` data is not touched), with the grade's
 reference solution DAG. `--attach` measures a stack that already runs instead
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from contextlib import ExitStack
@@ -23,36 +30,59 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table as RichTable
 
+from coursekit.checker.airflow_api import AirflowClient
 from coursekit.checker.checks import Context
 from coursekit.checker.stack import GradeStack, StackNotReachable
 from coursekit.grade import GRADES, REPO_ROOT, Grade
-from coursekit.loadtest import measure, report
+from coursekit.loadtest import breakdown, knee, measure, report
 from coursekit.loadtest.load import LoadGenerators, ShopTarget
 from coursekit.loadtest.private_stack import PrivateStack
 from coursekit.native.compose import compose_variables
 
-DEFAULT_RATES = "50,200,500"
-SHORT_RATES = "20,60"
+START_RATE, FACTOR, STEPS, STEP_SEC, DRAIN_SEC = 250, 2.0, 6, 240, 300  # at most 29 min of load + drain
+SHORT_RATES, SHORT_STEP_SEC, SHORT_DRAIN_SEC = "20,60", 45, 240  # CI: 2-3 minutes of load + drain
 SAMPLE_EVERY_SEC = 5
-DRAIN_TIMEOUT_SEC = 420
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m coursekit.loadtest", description=__doc__.splitlines()[0])
     parser.add_argument("--grade", default=os.environ.get("GRADE", "G4_Senior"), choices=GRADES)
-    parser.add_argument("--duration", type=int, help="seconds of load in total, split evenly across the rates")
-    parser.add_argument("--rates", help=f"inserts per one-second tick per shop, increasing (default {DEFAULT_RATES})")
-    parser.add_argument("--short", action="store_true", help=f"a 2-3 minute run for CI: rates {SHORT_RATES}, 80 s")
+    parser.add_argument("--start-rate", type=int, default=START_RATE, help="inserts/s per shop of the first step")
+    parser.add_argument("--factor", type=float, default=FACTOR, help="each step's rate = the previous one x this")
+    parser.add_argument("--steps", type=int, default=STEPS, help="at most this many steps")
+    parser.add_argument("--rates", help="explicit rates instead of --start-rate/--factor/--steps, e.g. 50,200,500")
+    parser.add_argument("--step-seconds", type=int, help=f"seconds per step (default {STEP_SEC})")
+    parser.add_argument("--drain", type=int, help=f"at most this many seconds to catch up after (default {DRAIN_SEC})")
+    parser.add_argument("--latency-target", type=int, default=300, help="seconds a new row may take to dds")
+    parser.add_argument(
+        "--short", action="store_true", help=f"a 2-3 minute run for CI: rates {SHORT_RATES}, {SHORT_STEP_SEC} s each"
+    )
     parser.add_argument("--attach", action="store_true", help="measure the stack that runs now instead of a copy")
     parser.add_argument("--update-window", type=int, help="seconds back the load updates rows (default 120)")
     parser.add_argument("--report-dir", type=Path, default=REPO_ROOT / "loadtest-report", help="reports go here")
     parser.add_argument("--keep", action="store_true", help="keep the private copy's folder (logs) afterwards")
     options = parser.parse_args(argv)
-    options.rates = [int(r) for r in (options.rates or (SHORT_RATES if options.short else DEFAULT_RATES)).split(",")]
-    options.duration = options.duration or (80 if options.short else 600)
+    if options.rates or options.short:
+        options.rates = [int(r) for r in (options.rates or SHORT_RATES).split(",")]
+    else:
+        options.rates = knee.plan(options.start_rate, options.factor, options.steps)
+    options.step_seconds = options.step_seconds or (SHORT_STEP_SEC if options.short else STEP_SEC)
+    options.drain = options.drain or (SHORT_DRAIN_SEC if options.short else DRAIN_SEC)
     if options.rates != sorted(options.rates) or min(options.rates) < 1:
         parser.error("--rates must be positive and increasing, e.g. 50,200,500")
+    if options.step_seconds < 30:
+        parser.error("--step-seconds must be at least 30 (the backlog is judged on the step's last two thirds)")
     return options
+
+
+def bound(options: argparse.Namespace) -> str:
+    """The plan and its time bound, printed before anything starts."""
+    longest = len(options.rates) * options.step_seconds + options.drain
+    return (
+        f"ramp: {', '.join(map(str, options.rates))} inserts/s per shop, {options.step_seconds} s per step, "
+        f"stopping at the first step that does not keep up; at most {len(options.rates)} steps x "
+        f"{options.step_seconds} s + drain <= {options.drain} s = {longest / 60:.0f} min"
+    )
 
 
 def targets(stack: GradeStack) -> list[ShopTarget]:
@@ -68,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         int(grade.generator_env("shop-1").get("UPDATE_NOT_OLDER_THAN_SEC") or 120) if options.attach else 120
     )
     started = datetime.now(UTC)
+    load_average = os.getloadavg()  # before anything of the test starts: other people's load
+    console.print(bound(options) + (" (plus about a minute to start the private copy)" if not options.attach else ""))
     folder = options.report_dir / started.strftime("%Y%m%d-%H%M%S")
     private = None if options.attach else PrivateStack(grade, update_window)
     try:
@@ -84,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             grade_stack = GradeStack(grade)
             roots = attached_stack(grade)
             mode = "attached to the running stack" + (f" (Docker project {roots})" if isinstance(roots, str) else "")
-        run = drive(options, console, grade, grade_stack, roots, private, update_window, started, mode)
+        run = drive(options, console, grade, grade_stack, roots, private, update_window, load_average, mode)
     except (StackNotReachable, RuntimeError) as exc:
         console.print(f"[red]✗[/red] {exc}", highlight=False)
         return 1
@@ -98,8 +130,13 @@ def main(argv: list[str] | None = None) -> int:
                     private.remove()
     path = report.write(run, folder)
     console.print(f"report: {path}")
-    best = report.best_phase(run.phases)
-    console.print(f"highest rate keeping p95 under 5 minutes: {best.rate if best else 'none'} inserts/s per shop")
+    best, failed = report.knee(run.phases)
+    console.print(f"highest rate that kept up: {best.rate if best else 'none'} inserts/s per shop")
+    console.print(
+        f"first rate that did not: {failed.rate} ({failed.why})"
+        if failed
+        else "did not reach the knee within the steps"
+    )
     return 0
 
 
@@ -128,72 +165,100 @@ def attached_stack(grade: Grade):
     )
 
 
-def drive(options, console, grade, grade_stack, roots, private, update_window, started, mode) -> report.Run:
+def drive(options, console, grade, grade_stack, roots, private, update_window, load_before, mode) -> report.Run:
     tables = [measure.Table(t.name, t.key) for t in grade_stack.tables]
     src_ids = {shop.name: shop.src_id for shop in grade_stack.shops}
     work_dir = (private.root if private else options.report_dir / ".work") / "load"
     work_dir.mkdir(parents=True, exist_ok=True)
     # The grade's own generator config (the copy's is idle): its tables, shares and bad values, scaled.
     load = LoadGenerators(grade, targets(grade_stack), work_dir, update_window)
+    generators = measure.ResourceMonitor(roots=lambda: {"generators": load.pids}, machine_wide=True)
     if isinstance(roots, str):  # a Docker Compose project: one unit per container, plus the load generators
-        monitor = measure.DockerMonitor(roots, extra=measure.ResourceMonitor(roots=lambda: {"generators": load.pids}))
+        monitor = measure.DockerMonitor(roots, extra=generators)
     else:
-        monitor = measure.ResourceMonitor(roots=lambda: {**roots(), "generators": load.pids})
-    phase_seconds = options.duration / len(options.rates)
+        monitor = measure.ResourceMonitor(roots=lambda: {**roots(), "generators": load.pids}, machine_wide=True)
+    load_average = [load_before]
     phases: list[report.Phase] = []
+    backlog: list[tuple[datetime, int | None, float | None]] = []
     with ExitStack() as opened:
         dwh = opened.enter_context(grade_stack.connect_dwh())
         shops = {s.name: opened.enter_context(grade_stack.connect_shop(s)) for s in grade_stack.shops}
-        written_at_start = _safe(lambda: measure.rows_written(dwh), 0)
         started = _now(dwh)  # the plots' zero: the monitor's first sample, on the database's clock
         monitor.sample()
+        previous_trough = None
         with Live(console=console, refresh_per_second=1) as live:
             try:
                 for number, rate in enumerate(options.rates):
                     load.start(rate, number)
-                    phase = report.Phase(rate, _now(dwh), _now(dwh))
-                    first_sample = len(monitor.samples)
-                    deadline = time.monotonic() + phase_seconds
-                    while time.monotonic() < deadline:
-                        time.sleep(min(SAMPLE_EVERY_SEC, max(0.0, deadline - time.monotonic())))
+                    phase = report.Phase(rate, _now(dwh), _now(dwh), target_sec=options.latency_target)
+                    first_sample, began = len(monitor.samples), time.monotonic()
+                    samples: list[knee.BacklogSample] = []
+                    while (elapsed := time.monotonic() - began) < options.step_seconds:
+                        time.sleep(min(SAMPLE_EVERY_SEC, max(0.0, options.step_seconds - elapsed)))
                         load.check_alive()
                         sample = monitor.sample()
-                        written = _safe(lambda: measure.rows_written(dwh), written_at_start) - written_at_start
-                        lag = _safe(lambda: measure.lag_seconds(dwh, tables[-1], list(src_ids.values()), _now(dwh)))
-                        live.update(_progress(options.rates, number, phase_seconds, deadline, written, lag, sample))
+                        at, rows, lag = _backlog(dwh, shops, src_ids, tables)
+                        samples.append(knee.BacklogSample(time.monotonic() - began, rows, lag))
+                        backlog.append((at, rows, lag))
+                        live.update(_progress(options, number, began, rows, lag, sample))
                     load.stop()
                     phase.end = _now(dwh)
-                    window = monitor.samples[first_sample:]
-                    phase.cpu, phase.memory = report.phase_resources(window)
+                    phase.cpu, phase.memory = report.phase_resources(monitor.samples[first_sample:])
+                    verdict = knee.judge_step(samples, options.step_seconds, previous_trough, options.latency_target)
+                    phase.ramp_ok, phase.reason = verdict.keeps_up, verdict.reason
+                    phase.trough_middle, phase.trough_end = verdict.trough_middle, verdict.trough_end
+                    phase.lag_p95 = verdict.p95_end
+                    previous_trough = verdict.trough_end
                     phases.append(phase)
+                    if not verdict.keeps_up:
+                        console.print(f"rate {rate} does not keep up: {verdict.reason}; the ramp stops here")
+                        break
             finally:
                 load.stop()
             load_end = _now(dwh)
-            drained = _drain(dwh, shops, src_ids, tables, live, monitor)
+            drained = _drain(dwh, shops, src_ids, tables, live, monitor, backlog, options.drain)
+        load_average.append(os.getloadavg())
         for phase in phases:
             phase.source_rows = sum(measure.source_rows(c, tables, phase.start, phase.end) for c in shops.values())
             phase.landed = measure.landed_in_window(dwh, tables, phase.start, phase.end)
             phase.keys, phase.p50, phase.p95, phase.worst = measure.window_latency(dwh, tables, phase.start, phase.end)
         series = measure.series(dwh, tables, phases[0].start, _now(dwh))
+        series["backlog"] = backlog
+        runs = _safe(lambda: breakdown.fetch(AirflowClient(grade_stack), phases[0].start, _now(dwh)), [])
         checks = _checks(grade_stack, dwh, shops, load_end, update_window)
     settings = {
-        "rates (inserts per 1 s tick per shop)": ", ".join(map(str, options.rates)),
-        "seconds per rate": f"{phase_seconds:.0f}",
+        "ramp": bound(options),
+        "latency target (s)": str(options.latency_target),
         "updates per tick": "60% of inserts",
         "update window of the load (s)": str(update_window),
         "dags": "reference solution" if private else "whatever the stack runs",
         "CPU and memory": monitor.method,
+        "pipeline measured": _commit(private.source.path if private else None),
     }
     return report.Run(
-        grade.name, mode, started, measure.machine(), settings, phases, series, monitor.samples, checks, drained
+        grade.name,
+        mode,
+        started,
+        measure.machine(),
+        settings,
+        phases,
+        series,
+        monitor.samples,
+        checks,
+        drained,
+        runs=runs,
+        target_sec=options.latency_target,
+        load_average=load_average,
     )
 
 
-def _drain(dwh, shops, src_ids, tables, live, monitor, timeout: float = DRAIN_TIMEOUT_SEC) -> float:
+def _drain(dwh, shops, src_ids, tables, live, monitor, backlog, timeout: float) -> float:
     """Wait until dds holds every shop's newest row; returns how long that took."""
     began = time.monotonic()
     while time.monotonic() - began < timeout:
         monitor.sample()
+        at, rows, lag = _backlog(dwh, shops, src_ids, tables)
+        backlog.append((at, rows, lag))
         if _safe(lambda: measure.caught_up(dwh, shops, src_ids, tables), False):
             return time.monotonic() - began
         live.update(f"load stopped; waiting for the warehouse to catch up ({time.monotonic() - began:.0f} s)")
@@ -216,13 +281,13 @@ def replace_update_window(stack: GradeStack, update_window: int) -> GradeStack:
     return stack
 
 
-def _progress(rates, number, phase_seconds, deadline, written, lag, sample) -> RichTable:
+def _progress(options, number, began, rows, lag, sample) -> RichTable:
     table = RichTable(title="load test", show_header=True)
     for column in (
-        "phase",
+        "step",
         "rate (inserts/s/shop)",
         "left (s)",
-        "rows into dds",
+        "rows not yet in dds",
         "dds behind (s)",
         "CPU cores",
         "memory MiB",
@@ -231,15 +296,40 @@ def _progress(rates, number, phase_seconds, deadline, written, lag, sample) -> R
     cpu = ", ".join(f"{g} {v:.2f}" for g, v in sample.cpu_cores.items())
     rss = ", ".join(f"{g} {v:,.0f}" for g, v in sample.memory_mib.items())
     table.add_row(
-        f"{number + 1}/{len(rates)}",
-        str(rates[number]),
-        f"{max(0.0, deadline - time.monotonic()):.0f} of {phase_seconds:.0f}",
-        f"{written:,}",
+        f"{number + 1}/{len(options.rates)}",
+        str(options.rates[number]),
+        f"{max(0.0, options.step_seconds - (time.monotonic() - began)):.0f} of {options.step_seconds}",
+        "-" if rows is None else f"{rows:,}",
         "-" if lag is None else f"{lag:.0f}",
         cpu,
         rss,
     )
     return table
+
+
+def _commit(grade_path: Path | None) -> str:
+    """Which commit's reference solution ran (and whether its folder had changes), for the record."""
+    if grade_path is None:
+        return "the DAGs of the running stack"
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(grade_path), "log", "-1", "--format=%h %s"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(grade_path), "status", "--porcelain", "."], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    if not head:
+        return "unknown (not a git checkout)"
+    return f"{grade_path.name}/solution of commit {head[:80]}" + (" + uncommitted changes" if dirty else "")
+
+
+def _backlog(dwh, shops, src_ids, tables) -> tuple[datetime, int | None, float | None]:
+    """(now, rows not yet in dds, seconds dds is behind); None for what could not be read."""
+    at = _now(dwh)
+    rows, lag, _ = _safe(lambda: measure.backlog(dwh, shops, src_ids, tables, at), (None, None, {}))
+    return at, rows, lag
 
 
 def _now(dwh) -> datetime:

@@ -19,6 +19,7 @@ import json
 import re
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -149,6 +150,33 @@ def caught_up(dwh, shops: dict[str, object], src_ids: dict[str, str], tables: li
     return True
 
 
+def backlog(
+    dwh, shops: dict[str, object], src_ids: dict[str, str], tables: list[Table], now: datetime
+) -> tuple[int, float | None, dict[str, float]]:
+    """What the shops hold that dds does not yet: (rows, lag of the worst table and shop, lag per table).
+
+    Rows = each shop's rows of each table newer than the newest row dds holds of that shop and
+    table (new keys only: updates of old keys are not counted). Lag = how old the oldest of those
+    rows is (0 when there is none). None until dds holds a row of every shop and table.
+    """
+    rows, lags, empty = 0, {}, False
+    for t in tables:
+        newest_row = statement(
+            "newest_row", dds_table=sql.Identifier("dds", t.name), increment=sql.Identifier("created_at")
+        )
+        missing = statement("backlog_rows", source_table=sql.Identifier(t.name), increment=sql.Identifier("created_at"))
+        for shop, conn in shops.items():
+            newest = query(dwh, newest_row, {"src_id": src_ids[shop]})[0][0]
+            count, oldest = query(conn, missing, {"since": newest})[0]
+            rows += count
+            if newest is None:
+                empty = True  # dds has nothing of this shop yet: no lag to speak of
+                continue
+            lag = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+            lags[t.name] = max(lags.get(t.name, 0.0), lag)
+    return rows, None if empty or not lags else max(lags.values()), lags
+
+
 def series(dwh, tables: list[Table], since: datetime, until: datetime) -> dict[str, list]:
     """Per one-minute bucket: versions landed, and latency (p50, p95, max) of keys that arrived then."""
     params = {"bucket": BUCKET, "origin": since, "since": since, "start": since, "end": until}
@@ -167,6 +195,9 @@ class ResourceSample:
     memory_mib: dict[str, float]  # unit -> PSS (native) or container memory usage (Docker)
 
 
+MACHINE = "machine (all processes)"
+
+
 def memory_of(process: psutil.Process) -> int:
     """PSS where the system reports it (Linux), else RSS."""
     try:
@@ -180,10 +211,14 @@ class ResourceMonitor:
     """CPU and memory of process groups (airflow, postgres, generators), sampled on demand."""
 
     roots: Callable[[], dict[str, list[int]]]
+    machine_wide: bool = False  # also the whole machine's busy cores (MACHINE): others' load shows there
     started: float = field(default_factory=time.monotonic)
     samples: list[ResourceSample] = field(default_factory=list)
     _last: dict[str, tuple[float, float]] = field(default_factory=dict)
-    method: str = "PSS of the stack's own process trees (RSS where PSS is unavailable)"
+    method: str = (
+        "the stack's own process trees: CPU from their own and reaped children's CPU times, "
+        "memory as PSS (RSS where PSS is unavailable)"
+    )
 
     def sample(self) -> ResourceSample:
         now = time.monotonic()
@@ -201,6 +236,12 @@ class ResourceMonitor:
             cpu[group] = max(0.0, (total_cpu - before[1]) / (now - before[0])) if before else 0.0
             memory[group] = total_memory / 2**20
             self._last[group] = (now, total_cpu)
+        if self.machine_wide:
+            times = psutil.cpu_times()
+            busy = sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
+            before = self._last.get(MACHINE)
+            cpu[MACHINE] = max(0.0, (busy - before[1]) / (now - before[0])) if before else 0.0
+            self._last[MACHINE] = (now, busy)
         sample = ResourceSample(now - self.started, cpu, memory)
         self.samples.append(sample)
         return sample
@@ -292,20 +333,128 @@ def docker_stats(project: str) -> dict[str, ContainerUsage]:
     return parse_docker_stats(out, project)
 
 
+class EngineAPI:
+    """The Docker Engine's HTTP API on the endpoint `docker` itself uses (DOCKER_HOST or the current context).
+
+    Why not `docker stats`: its CPU figure is a snapshot over about one second, so a sample every
+    few seconds sees tasks that happen to run in that second and misses the rest. The Engine's
+    stats carry the container's cumulative CPU time (cgroup), whose difference between two
+    samples is the exact mean over the interval, like the native monitor's CPU times.
+    """
+
+    def __init__(self, host: str | None = None) -> None:
+        self.host = host or _docker_host()
+
+    def get(self, path: str):
+        import http.client
+        import socket
+
+        if self.host.startswith("unix://"):
+            sock_path = self.host.removeprefix("unix://")
+
+            class UnixConnection(http.client.HTTPConnection):
+                def connect(self) -> None:
+                    self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    self.sock.settimeout(30)
+                    self.sock.connect(sock_path)
+
+            conn = UnixConnection("localhost", timeout=30)
+        elif self.host.startswith("tcp://"):
+            conn = http.client.HTTPConnection(self.host.removeprefix("tcp://"), timeout=30)
+        else:
+            raise OSError(f"unsupported Docker endpoint {self.host!r}")
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise OSError(f"Docker Engine API {path}: HTTP {response.status}")
+            return json.loads(body)
+        finally:
+            conn.close()
+
+    def project_containers(self, project: str) -> dict[str, str]:
+        """Running containers of a Compose project: name without the project prefix -> id."""
+        filters = urllib.parse.quote(json.dumps({"label": [f"com.docker.compose.project={project}"]}))
+        rows = self.get(f"/containers/json?filters={filters}")
+        return {row["Names"][0].lstrip("/").removeprefix(project + "-"): row["Id"] for row in rows}
+
+    def usage(self, container_id: str) -> tuple[float, float, float | None]:
+        """(CPU seconds used so far, memory MiB as `docker stats` shows it, limit MiB)."""
+        stats = self.get(f"/containers/{container_id}/stats?stream=false&one-shot=true")
+        return parse_engine_stats(stats)
+
+
+def parse_engine_stats(stats: dict) -> tuple[float, float, float | None]:
+    """An Engine stats document -> (cumulative CPU seconds, memory MiB without the page cache, limit MiB)."""
+    cpu_seconds = stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
+    memory = stats.get("memory_stats") or {}
+    detail = memory.get("stats") or {}
+    # What the docker CLI subtracts: inactive_file (cgroup v2) or total_inactive_file (v1).
+    cache = detail.get("inactive_file", detail.get("total_inactive_file", 0))
+    used = max(0, memory.get("usage", 0) - cache) / 2**20
+    limit = memory.get("limit")
+    return cpu_seconds, used, limit / 2**20 if limit else None
+
+
+def _docker_host() -> str:
+    import os
+
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    try:
+        out = subprocess.run(
+            ["docker", "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return out or "unix:///var/run/docker.sock"
+
+
 @dataclass
 class DockerMonitor:
-    """The same samples as ResourceMonitor, one unit per container of a Compose project."""
+    """The same samples as ResourceMonitor, one unit per container of a Compose project.
+
+    CPU is the mean over the interval since the previous sample, from each container's cumulative
+    CPU time (Engine API); memory is the container's usage without the page cache, as `docker stats`
+    shows it and as Docker compares it with mem_limit. Without the Engine API (an endpoint this
+    code cannot reach), it falls back to `docker stats` snapshots and says so in `method`.
+    """
 
     project: str
     extra: ResourceMonitor | None = None  # processes outside the containers (the load generators)
     started: float = field(default_factory=time.monotonic)
     samples: list[ResourceSample] = field(default_factory=list)
-    method: str = "per container, `docker stats` (memory without the page cache)"
+    method: str = "per container: CPU from its cumulative CPU time (Docker Engine API), memory without the page cache"
+    _last: dict[str, tuple[float, float]] = field(default_factory=dict)
+    _engine: EngineAPI | None = None
+
+    def _engine_sample(self) -> tuple[dict[str, float], dict[str, float]]:
+        self._engine = self._engine or EngineAPI()
+        cpu, memory = {}, {}
+        for name, container_id in self._engine.project_containers(self.project).items():
+            try:
+                cpu_seconds, used, _ = self._engine.usage(container_id)
+            except (OSError, KeyError, ValueError):
+                continue  # stopped between the listing and its stats
+            now = time.monotonic()
+            before = self._last.get(name)
+            cpu[name] = max(0.0, (cpu_seconds - before[1]) / (now - before[0])) if before else 0.0
+            memory[name] = used
+            self._last[name] = (now, cpu_seconds)
+        return cpu, memory
 
     def sample(self) -> ResourceSample:
-        usage = docker_stats(self.project)
-        cpu = {name: u.cpu_cores for name, u in usage.items()}
-        memory = {name: u.memory_mib for name, u in usage.items()}
+        try:
+            cpu, memory = self._engine_sample()
+        except (OSError, ValueError, KeyError):
+            usage = docker_stats(self.project)
+            cpu = {name: u.cpu_cores for name, u in usage.items()}
+            memory = {name: u.memory_mib for name, u in usage.items()}
+            self.method = "per container, `docker stats` snapshots (memory without the page cache)"
         if self.extra is not None:
             outside = self.extra.sample()
             cpu.update(outside.cpu_cores)

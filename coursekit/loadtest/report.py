@@ -6,9 +6,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from coursekit.loadtest.measure import ResourceSample, report_group
+from coursekit.loadtest.breakdown import OVERHEAD, RunBreakdown
+from coursekit.loadtest.measure import MACHINE, ResourceSample, report_group
 
 LATENCY_LIMIT_SEC = 300
+STAGE_COLUMNS = ("extract", "load_stg", "audit", "publish")  # setup and other tasks are shown as "other"
+COLORS = {
+    "extract": "tab:blue",
+    "load_stg": "tab:orange",
+    "audit": "tab:green",
+    "publish": "tab:purple",
+    "other": "tab:brown",
+    "queued": "tab:gray",
+    "scheduling": "lightgray",
+}
 
 
 @dataclass
@@ -26,6 +37,12 @@ class Phase:
     worst: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # group -> mean cores busy
     memory: dict[str, float] = field(default_factory=dict)  # group -> peak MiB (PSS natively, containers' usage)
+    target_sec: float = LATENCY_LIMIT_SEC
+    ramp_ok: bool = True  # the ramp's verdict at the step's end (knee.judge_step)
+    reason: str = ""  # the ramp's reason when it failed
+    trough_middle: float | None = None  # lowest lag in the step's middle third (s)
+    trough_end: float | None = None  # lowest lag in the step's last third (s)
+    lag_p95: float | None = None  # 95th percentile of the lag in the step's last third (s)
 
     @property
     def seconds(self) -> float:
@@ -41,8 +58,21 @@ class Phase:
 
     @property
     def keeps_up(self) -> bool:
-        """p95 under five minutes, and (nearly) every created key arrived."""
-        return self.keys > 0 and self.p95 < LATENCY_LIMIT_SEC and self.keys >= 0.9 * self.source_rows
+        """The ramp saw no failure, p95 (measured after the drain) under the target, (nearly) every key arrived."""
+        return self.ramp_ok and self.keys > 0 and self.p95 < self.target_sec and self.keys >= 0.9 * self.source_rows
+
+    @property
+    def why(self) -> str:
+        """Why the step does not keep up ('' if it does)."""
+        if not self.ramp_ok:
+            return self.reason
+        if self.keys == 0:
+            return "no key created in the step reached dds"
+        if self.p95 >= self.target_sec:
+            return f"latency: p95 {self.p95:.0f} s, over the {self.target_sec:.0f} s target (measured after the drain)"
+        if self.keys < 0.9 * self.source_rows:
+            return f"only {self.keys:,} of {self.source_rows:,} new keys reached dds"
+        return ""
 
 
 @dataclass
@@ -57,6 +87,9 @@ class Run:
     resources: list[ResourceSample]
     checks: list[tuple[str, str, str]]  # name, PASS / FAIL / WAIT, found
     drained_sec: float
+    runs: list[RunBreakdown] = field(default_factory=list)  # every finished load run during the test
+    target_sec: float = LATENCY_LIMIT_SEC
+    load_average: list[tuple[float, float, float]] = field(default_factory=list)  # before the load, after the drain
 
 
 def phase_resources(window: list[ResourceSample]) -> tuple[dict[str, float], dict[str, float]]:
@@ -77,16 +110,102 @@ def phase_resources(window: list[ResourceSample]) -> tuple[dict[str, float], dic
     return cpu, memory
 
 
+def knee(phases: list[Phase]) -> tuple[Phase | None, Phase | None]:
+    """(the highest rate that kept up below the first that did not, that first failing step or None)."""
+    failed = next((p for p in phases if not p.keeps_up), None)
+    below = [p for p in phases if p.keeps_up and (failed is None or p.rate < failed.rate)]
+    return (max(below, key=lambda p: p.rate) if below else None), failed
+
+
 def best_phase(phases: list[Phase]) -> Phase | None:
-    keeping_up = [p for p in phases if p.keeps_up]
-    return max(keeping_up, key=lambda p: p.rate) if keeping_up else None
+    return knee(phases)[0]
+
+
+@dataclass
+class StepTimes:
+    """Mean seconds per run of the runs that started in one step."""
+
+    label: str
+    runs: int
+    duration: float
+    every: float | None  # mean seconds between consecutive runs' starts
+    critical: dict[str, float]  # stage or overhead -> seconds of the run's wall time (sums to duration)
+    work: dict[str, float]  # stage -> task-seconds summed over tables
+    queued: float  # summed over the run's tasks
+    scheduling: float  # summed over the run's tasks
+    by_table: dict[tuple[str, str], float]  # (table, stage) -> task-seconds
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _column(stage: str) -> str:
+    return stage if stage in STAGE_COLUMNS or stage in OVERHEAD else "other"
+
+
+def step_times(run: Run) -> list[StepTimes]:
+    """The runs grouped by the step they started in (and the drain after the last step), averaged."""
+    groups: list[tuple[str, list[RunBreakdown]]] = []
+    for index, phase in enumerate(run.phases):
+        until = run.phases[index + 1].start if index + 1 < len(run.phases) else phase.end
+        groups.append((str(phase.rate), [r for r in run.runs if phase.start <= r.start < until]))
+    if run.phases:
+        groups.append(("drain", [r for r in run.runs if r.start >= run.phases[-1].end]))
+    result = []
+    for label, runs in groups:
+        if not runs:
+            continue
+        critical: dict[str, float] = {}
+        work: dict[str, float] = {}
+        by_table: dict[tuple[str, str], float] = {}
+        for r in runs:
+            for what, seconds in r.critical.items():
+                critical[_column(what)] = critical.get(_column(what), 0.0) + seconds / len(runs)
+            for stage, seconds in r.work.items():
+                work[_column(stage)] = work.get(_column(stage), 0.0) + seconds / len(runs)
+            for key, seconds in r.by_table.items():
+                by_table[key] = by_table.get(key, 0.0) + seconds / len(runs)
+        starts = sorted(r.start for r in runs)
+        gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+        result.append(
+            StepTimes(
+                label,
+                len(runs),
+                _mean([r.seconds for r in runs]),
+                _mean(gaps) if gaps else None,
+                critical,
+                work,
+                _mean([r.queued for r in runs]),
+                _mean([r.scheduling for r in runs]),
+                by_table,
+            )
+        )
+    return result
+
+
+def bottleneck(times: StepTimes) -> str:
+    """The largest share of a run's wall time, and the table whose tasks of that stage took longest."""
+    what, seconds = max(times.critical.items(), key=lambda item: item[1])
+    share = seconds / times.duration if times.duration else 0.0
+    text = f"{what} takes {share:.0%} of a run's {times.duration:.0f} s"
+    tables = {table: s for (table, stage), s in times.by_table.items() if _column(stage) == what and table != "-"}
+    if tables:
+        table, busiest = max(tables.items(), key=lambda item: item[1])
+        text += f"; {table}.{what} is the slowest of it ({busiest:.0f} task-seconds per run)"
+    elif what in OVERHEAD:
+        text += " (Airflow's own overhead between the tasks)"
+    return text
 
 
 def write(run: Run, folder: Path) -> Path:
-    """report.md and three plots into `folder`; returns the report's path."""
+    """report.md and its plots into `folder`; returns the report's path."""
     folder.mkdir(parents=True, exist_ok=True)
     plots = _plots(run, folder)
-    best = best_phase(run.phases)
+    best, failed = knee(run.phases)
+    times = step_times(run)
+    by_label = {t.label: t for t in times}
+    target = f"{run.target_sec:.0f} s"
     lines = [
         f"# Load test of {run.grade}",
         "",
@@ -98,27 +217,38 @@ def write(run: Run, folder: Path) -> Path:
     ]
     if best:
         lines.append(
-            f"Highest rate with p95 latency under {LATENCY_LIMIT_SEC // 60} minutes: "
-            f"**{best.rate} inserts/s per shop** ({best.landed_per_10min:,.0f} rows landed per 10 minutes, "
-            f"p95 {best.p95:.0f} s)."
+            f"Highest rate that kept up (latency target {target}): **{best.rate} inserts/s per shop** "
+            f"({best.landed_per_10min:,.0f} rows landed per 10 minutes, p95 {best.p95:.0f} s)."
         )
     else:
-        lines.append(f"No rate kept p95 latency under {LATENCY_LIMIT_SEC // 60} minutes.")
+        lines.append(f"No rate kept up (latency target {target}).")
+    if failed:
+        lines.append("")
+        lines.append(f"First rate that did not keep up: **{failed.rate} inserts/s per shop**. Why: {failed.why}.")
+        if str(failed.rate) in by_label:
+            lines.append(f"Bottleneck in that step: {bottleneck(by_label[str(failed.rate)])}.")
+    else:
+        lines.append("")
+        lines.append("The ramp did not reach the knee within the steps: every rate kept up.")
     peak = max(run.phases, key=lambda p: p.landed_per_10min, default=None)
     if peak:
+        lines.append("")
         lines.append(f"Peak throughput: {peak.landed_per_10min:,.0f} rows per 10 minutes (rate {peak.rate}).")
     lines += [
         "",
-        "| rate (inserts/s/shop) | phase (s) | inserted/s (both shops) | rows landed / 10 min | keys landed "
-        "| p50 (s) | p95 (s) | max (s) | Airflow CPU (cores) | Postgres CPU (cores) | Airflow memory peak (MiB) "
+        "| rate (inserts/s/shop) | step (s) | inserted/s (both shops) | rows landed / 10 min | keys landed "
+        "| p50 (s) | p95 (s) | max (s) | lag: lowest in middle / last third, p95 last third (s) | Airflow CPU (cores) "
+        "| Postgres CPU (cores) | generators CPU (cores) | machine CPU (cores) | Airflow memory peak (MiB) "
         "| Postgres memory peak (MiB) | keeps up |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for p in run.phases:
         lines.append(
             f"| {p.rate} | {p.seconds:.0f} | {p.inserted_per_sec:,.0f} | {p.landed_per_10min:,.0f} "
             f"| {p.keys:,} of {p.source_rows:,} | {p.p50:.0f} | {p.p95:.0f} | {p.worst:.0f} "
-            f"| {p.cpu.get('airflow', 0):.2f} | {p.cpu.get('postgres', 0):.2f} | {p.memory.get('airflow', 0):,.0f} "
+            f"| {_seconds(p.trough_middle)} / {_seconds(p.trough_end)}, {_seconds(p.lag_p95)} "
+            f"| {p.cpu.get('airflow', 0):.2f} | {p.cpu.get('postgres', 0):.2f} | {p.cpu.get('generators', 0):.2f} "
+            f"| {p.cpu.get(MACHINE, 0):.2f} | {p.memory.get('airflow', 0):,.0f} "
             f"| {p.memory.get('postgres', 0):,.0f} | {'yes' if p.keeps_up else 'no'} |"
         )
     lines += [
@@ -126,18 +256,105 @@ def write(run: Run, folder: Path) -> Path:
         "Rows landed = versions written to dds (new keys and changes); latency = a new key's created_at in the "
         "shop -> load_dttm of its first version in dds, including time spent in quarantine. The shops insert "
         "`rate` rows per one-second tick each, split across tables like the grade's generator config, and update "
-        "60% as many.",
+        "60% as many. Lag = how far dds is behind: the age of the oldest shop row newer than the newest one "
+        "dds holds (worst table and shop), "
+        "sampled every few seconds; its lowest value in a stretch is the backlog right after a publish, its p95 "
+        "estimates the p95 latency of rows created meanwhile. A step fails when that p95 is over "
+        f"{target} in the step's last third, or when the lowest lag grows by half plus 30 s both within the "
+        "step (middle -> last third) and from the previous step "
+        "(coursekit/loadtest/knee.py); after the drain, a step whose measured p95 is over the target fails too. "
+        "Machine CPU counts every process on the machine, the load test's and other people's.",
         "",
-        "## Warehouse after the test (G4 checks)",
+        "## Where the time goes",
         "",
     ]
+    if times:
+        schedule = next((r.schedule for r in run.runs if r.schedule), "")
+        lines += [
+            "A run's wall time along its critical path (mean seconds per run; the columns from extract to "
+            "scheduling add up to the run's duration): the task that finished last, the task it waited for, and "
+            "so on back to the run's start; `queued` = a task waiting for an executor slot (start_date - "
+            "queued_when), `scheduling` = Airflow noticing that the upstreams were done (their end -> "
+            f"queued_when, and the run's own start and end). The DAG's schedule: `{schedule or 'unknown'}`; a "
+            "run longer than the interval delays the next one, so runs then start back to back.",
+            "",
+            "| step (rate) | runs | run duration (s) | runs started every (s) | extract | load_stg | audit "
+            "| publish | other | queued | scheduling |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for t in times:
+            lines.append(
+                f"| {t.label} | {t.runs} | {t.duration:.1f} | {_seconds(t.every)} | "
+                + " | ".join(f"{t.critical.get(c, 0.0):.1f}" for c in (*STAGE_COLUMNS, "other", *OVERHEAD))
+                + " |"
+            )
+        lines += [
+            "",
+            "The work behind it (mean task-seconds per run, summed over tables and shops; tasks of different "
+            "tables run side by side, so these can add up to more than the run took); queued and scheduling "
+            "summed over every task of the run:",
+            "",
+            "| step (rate) | extract | load_stg | audit | publish | other | queued (all tasks) "
+            "| scheduling (all tasks) | slowest table.stage |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for t in times:
+            slowest = max(((k, v) for k, v in t.by_table.items() if k[0] != "-"), key=lambda kv: kv[1], default=None)
+            lines.append(
+                f"| {t.label} | "
+                + " | ".join(f"{t.work.get(c, 0.0):.1f}" for c in (*STAGE_COLUMNS, "other"))
+                + f" | {t.queued:.1f} | {t.scheduling:.1f} | "
+                + (f"{slowest[0][0]}.{slowest[0][1]} ({slowest[1]:.1f} s)" if slowest else "-")
+                + " |"
+            )
+    else:
+        lines.append("No finished run of a load DAG was found in Airflow for the test's time (no breakdown).")
+    lines += ["", "## Warehouse after the test (G4 checks)", ""]
     lines += [f"- {verdict}: {name} ({found})" for name, verdict, found in run.checks]
     lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in run.machine.items()]
+    if run.load_average:
+        cores = int(run.machine.get("cpu cores (logical)", "0") or 0)
+        before = run.load_average[0]
+        lines.append(f"- load average before the test (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in before)}")
+        after = run.load_average[-1]
+        lines.append(f"- load average after the drain (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in after)}")
+        if cores and before[1] > 0.5 * cores:
+            lines.append(
+                f"- note: the machine was already busy before the test (5-minute load average {before[1]:.1f} on "
+                f"{cores} cores: other people's work); the figures are what this machine gave under that load."
+            )
     lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in run.settings.items()]
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
+    lines += ["", "The backlog samples of every step, as the ramp judged them: [backlog.csv](backlog.csv)."]
+    _backlog_csv(run, folder / "backlog.csv")
     report = folder / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report
+
+
+def _backlog_csv(run: Run, path: Path) -> None:
+    """rate, step_seconds, at_sec (since the step started), rows, lag_sec: what knee.judge_step saw."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["rate", "step_seconds", "at_sec", "rows", "lag_sec"])
+        for phase in run.phases:
+            for at, rows, lag in run.series.get("backlog", []):
+                if phase.start <= at <= phase.end:
+                    writer.writerow(
+                        [
+                            phase.rate,
+                            round(phase.seconds),
+                            f"{(at - phase.start).total_seconds():.1f}",
+                            "" if rows is None else rows,
+                            "" if lag is None else f"{lag:.1f}",
+                        ]
+                    )
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _plots(run: Run, folder: Path) -> list[str]:
@@ -146,48 +363,104 @@ def _plots(run: Run, folder: Path) -> list[str]:
     matplotlib.use("Agg")  # files only: no display on a server or in CI
     import matplotlib.pyplot as plt
 
+    best, failed = knee(run.phases)
+
     def minutes(at: datetime) -> float:
         return (at - run.started).total_seconds() / 60
 
     def mark_phases(axis) -> None:
+        """Steps as bands labelled with their rate; the first failing step red, the knee a red line."""
         for phase in run.phases:
-            axis.axvspan(minutes(phase.start), minutes(phase.end), alpha=0.08, color="tab:blue")
+            color = "tab:red" if phase is failed else "tab:blue"
+            axis.axvspan(minutes(phase.start), minutes(phase.end), alpha=0.08, color=color)
             axis.text(minutes(phase.start), 1.0, f" {phase.rate}/s", transform=axis.get_xaxis_transform(), va="top")
+        if failed is not None:
+            label = f"knee: {best.rate}/s kept up, {failed.rate}/s did not" if best else f"{failed.rate}/s failed"
+            axis.axvline(minutes(failed.start), color="tab:red", linewidth=1.5, label=label)
 
-    names = []
+    def save(figure, name: str) -> None:
+        figure.tight_layout()
+        figure.savefig(folder / name, dpi=100)
+        names.append(name)
+
+    names: list[str] = []
     figure, axis = plt.subplots(figsize=(10, 4))
     landed = run.series.get("landed", [])
     axis.plot([minutes(b) for b, _ in landed], [n * 10 for _, n in landed], marker=".")  # per minute -> per 10
     axis.set(title="Throughput: rows landed in dds", xlabel="minutes since start", ylabel="rows per 10 minutes")
     mark_phases(axis)
-    figure.tight_layout()
-    figure.savefig(folder / "throughput.png", dpi=100)
-    names.append("throughput.png")
+    if failed is not None:
+        axis.legend(loc="upper left")
+    save(figure, "throughput.png")
 
     figure, axis = plt.subplots(figsize=(10, 4))
     latency = run.series.get("latency", [])
     x = [minutes(row[0]) for row in latency]
     for index, label in ((2, "p50"), (3, "p95"), (4, "max")):
         axis.plot(x, [row[index] for row in latency], marker=".", label=label)
-    axis.axhline(LATENCY_LIMIT_SEC, color="red", linestyle="--", label="5 minutes")
+    axis.axhline(run.target_sec, color="red", linestyle="--", label=f"target {run.target_sec:.0f} s")
     axis.set(title="Latency of new rows (created_at -> dds)", xlabel="minutes since start", ylabel="seconds")
-    axis.legend()
     mark_phases(axis)
-    figure.tight_layout()
-    figure.savefig(folder / "latency.png", dpi=100)
-    names.append("latency.png")
+    axis.legend(loc="upper left")
+    save(figure, "latency.png")
+
+    figure, (rows_axis, lag_axis) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    backlog = run.series.get("backlog", [])
+    rows_axis.plot(
+        [minutes(at) for at, rows, _ in backlog if rows is not None], [r for _, r, _ in backlog if r is not None]
+    )
+    rows_axis.set(title="Backlog: what the shops hold that dds does not yet", ylabel="rows not yet in dds")
+    lag_axis.plot(
+        [minutes(at) for at, _, lag in backlog if lag is not None], [g for _, _, g in backlog if g is not None]
+    )
+    lag_axis.axhline(run.target_sec, color="red", linestyle="--", label=f"target {run.target_sec:.0f} s")
+    lag_axis.set(xlabel="minutes since start", ylabel="dds behind (s)")
+    for axis in (rows_axis, lag_axis):
+        mark_phases(axis)
+    lag_axis.legend(loc="upper left")
+    save(figure, "backlog.png")
+
+    figure, axis = plt.subplots(figsize=(11.5, 4.5))
+    parts = (*STAGE_COLUMNS, "other", *OVERHEAD)
+    for r in run.runs:  # one bar per run, as wide as the run lasted, stacked up to its duration in seconds
+        bottom = 0.0
+        for part in parts:
+            seconds = sum(v for k, v in r.critical.items() if _column(k) == part)
+            axis.bar(minutes(r.start), seconds, width=r.seconds / 60, bottom=bottom, align="edge", color=COLORS[part])
+            bottom += seconds
+    for part in parts:
+        axis.bar(0, 0, color=COLORS[part], label=part)  # legend entries
+    every = _schedule_seconds(next((r.schedule for r in run.runs if r.schedule), ""))
+    if every:
+        axis.axhline(every, color="black", linestyle=":", label=f"schedule interval {every:.0f} s")
+    axis.set(
+        title="Where each run's time goes (critical path; bar width = the run's span)",
+        xlabel="minutes since start",
+        ylabel="seconds per run",
+    )
+    mark_phases(axis)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    save(figure, "breakdown.png")
 
     figure, (cpu_axis, mem_axis) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     groups = sorted({g for s in run.resources for g in s.cpu_cores})
     times = [s.at / 60 for s in run.resources]  # the monitor starts with the run
     for group in groups:
         cpu_axis.plot(times, [s.cpu_cores.get(group, 0) for s in run.resources], label=group)
-        mem_axis.plot(times, [s.memory_mib.get(group, 0) for s in run.resources], label=group)
+        if any(group in s.memory_mib for s in run.resources):
+            mem_axis.plot(times, [s.memory_mib.get(group, 0) for s in run.resources], label=group)
     cpu_axis.set(title="CPU and memory", ylabel="cores busy")
     mem_axis.set(xlabel="minutes since start", ylabel="memory (MiB)")
-    cpu_axis.legend()
-    figure.tight_layout()
-    figure.savefig(folder / "resources.png", dpi=100)
-    names.append("resources.png")
+    cpu_axis.legend(loc="upper left", fontsize="small")
+    save(figure, "resources.png")
     plt.close("all")
     return names
+
+
+def _schedule_seconds(schedule: str) -> float | None:
+    """Seconds between runs for the simple schedules (`* * * * *`, `*/5 * * * *`, @hourly), else None."""
+    if schedule.strip() == "* * * * *":
+        return 60.0
+    if schedule.startswith("*/") and schedule.endswith(" * * * *"):
+        return 60.0 * int(schedule[2:].split()[0])
+    return {"@hourly": 3600.0, "@daily": 86400.0}.get(schedule.strip())

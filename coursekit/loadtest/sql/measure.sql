@@ -50,3 +50,7 @@ select count(*) from {source_table} where {increment} >= %(start)s and {incremen
 
 -- name: newest_source_row
 select max({increment}) from {source_table};
+
+-- name: backlog_rows
+-- Rows of one shop newer than the newest row dds holds of it, and the oldest of them (the created_at index).
+select count(*), min({increment}) from {source_table} where {increment} > coalesce(%(since)s, '-infinity'::timestamptz);
