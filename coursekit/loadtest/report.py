@@ -378,22 +378,26 @@ def _plots(run: Run, folder: Path) -> list[str]:
             label = f"knee: {best.rate}/s kept up, {failed.rate}/s did not" if best else f"{failed.rate}/s failed"
             axis.axvline(minutes(failed.start), color="tab:red", linewidth=1.5, label=label)
 
+    def outside_legend(axis) -> None:
+        """Right of the plot: inside, it would cover the steps' labels and the curves."""
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+
     def save(figure, name: str) -> None:
         figure.tight_layout()
         figure.savefig(folder / name, dpi=100)
         names.append(name)
 
     names: list[str] = []
-    figure, axis = plt.subplots(figsize=(10, 4))
+    figure, axis = plt.subplots(figsize=(11.5, 4))
     landed = run.series.get("landed", [])
     axis.plot([minutes(b) for b, _ in landed], [n * 10 for _, n in landed], marker=".")  # per minute -> per 10
     axis.set(title="Throughput: rows landed in dds", xlabel="minutes since start", ylabel="rows per 10 minutes")
     mark_phases(axis)
     if failed is not None:
-        axis.legend(loc="upper left")
+        outside_legend(axis)
     save(figure, "throughput.png")
 
-    figure, axis = plt.subplots(figsize=(10, 4))
+    figure, axis = plt.subplots(figsize=(11.5, 4))
     latency = run.series.get("latency", [])
     x = [minutes(row[0]) for row in latency]
     for index, label in ((2, "p50"), (3, "p95"), (4, "max")):
@@ -401,10 +405,10 @@ def _plots(run: Run, folder: Path) -> list[str]:
     axis.axhline(run.target_sec, color="red", linestyle="--", label=f"target {run.target_sec:.0f} s")
     axis.set(title="Latency of new rows (created_at -> dds)", xlabel="minutes since start", ylabel="seconds")
     mark_phases(axis)
-    axis.legend(loc="upper left")
+    outside_legend(axis)
     save(figure, "latency.png")
 
-    figure, (rows_axis, lag_axis) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    figure, (rows_axis, lag_axis) = plt.subplots(2, 1, figsize=(11.5, 6), sharex=True)
     backlog = run.series.get("backlog", [])
     rows_axis.plot(
         [minutes(at) for at, rows, _ in backlog if rows is not None], [r for _, r, _ in backlog if r is not None]
@@ -417,7 +421,7 @@ def _plots(run: Run, folder: Path) -> list[str]:
     lag_axis.set(xlabel="minutes since start", ylabel="dds behind (s)")
     for axis in (rows_axis, lag_axis):
         mark_phases(axis)
-    lag_axis.legend(loc="upper left")
+    outside_legend(lag_axis)
     save(figure, "backlog.png")
 
     figure, axis = plt.subplots(figsize=(11.5, 4.5))
@@ -439,10 +443,10 @@ def _plots(run: Run, folder: Path) -> list[str]:
         ylabel="seconds per run",
     )
     mark_phases(axis)
-    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    outside_legend(axis)
     save(figure, "breakdown.png")
 
-    figure, (cpu_axis, mem_axis) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    figure, (cpu_axis, mem_axis) = plt.subplots(2, 1, figsize=(11.5, 6), sharex=True)
     groups = sorted({g for s in run.resources for g in s.cpu_cores})
     times = [s.at / 60 for s in run.resources]  # the monitor starts with the run
     for group in groups:
@@ -451,7 +455,8 @@ def _plots(run: Run, folder: Path) -> list[str]:
             mem_axis.plot(times, [s.memory_mib.get(group, 0) for s in run.resources], label=group)
     cpu_axis.set(title="CPU and memory", ylabel="cores busy")
     mem_axis.set(xlabel="minutes since start", ylabel="memory (MiB)")
-    cpu_axis.legend(loc="upper left", fontsize="small")
+    outside_legend(cpu_axis)
+    outside_legend(mem_axis)
     save(figure, "resources.png")
     plt.close("all")
     return names
