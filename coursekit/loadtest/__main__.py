@@ -204,6 +204,7 @@ def drive(options, console, grade, grade_stack, roots, private, update_window, l
                     load.stop()
                     phase.end = _now(dwh)
                     phase.cpu, phase.memory = report.phase_resources(monitor.samples[first_sample:])
+                    phase.samples, phase.step_seconds = samples, options.step_seconds
                     verdict = knee.judge_step(samples, options.step_seconds, previous_trough, options.latency_target)
                     phase.ramp_ok, phase.reason = verdict.keeps_up, verdict.reason
                     phase.trough_middle, phase.trough_end = verdict.trough_middle, verdict.trough_end

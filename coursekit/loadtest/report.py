@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from coursekit.loadtest.breakdown import OVERHEAD, RunBreakdown
+from coursekit.loadtest.knee import BacklogSample
 from coursekit.loadtest.measure import MACHINE, ResourceSample, report_group
 
 LATENCY_LIMIT_SEC = 300
@@ -43,6 +44,8 @@ class Phase:
     trough_middle: float | None = None  # lowest lag in the step's middle third (s)
     trough_end: float | None = None  # lowest lag in the step's last third (s)
     lag_p95: float | None = None  # 95th percentile of the lag in the step's last third (s)
+    samples: list[BacklogSample] = field(default_factory=list)  # what the ramp judged the step on
+    step_seconds: float = 0.0  # the step's planned length, as the ramp judged it
 
     @property
     def seconds(self) -> float:
@@ -340,17 +343,16 @@ def _backlog_csv(run: Run, path: Path) -> None:
         writer = csv.writer(out)
         writer.writerow(["rate", "step_seconds", "at_sec", "rows", "lag_sec"])
         for phase in run.phases:
-            for at, rows, lag in run.series.get("backlog", []):
-                if phase.start <= at <= phase.end:
-                    writer.writerow(
-                        [
-                            phase.rate,
-                            round(phase.seconds),
-                            f"{(at - phase.start).total_seconds():.1f}",
-                            "" if rows is None else rows,
-                            "" if lag is None else f"{lag:.1f}",
-                        ]
-                    )
+            for sample in phase.samples:
+                writer.writerow(
+                    [
+                        phase.rate,
+                        f"{phase.step_seconds:g}",
+                        f"{sample.at:.3f}",
+                        "" if sample.rows is None else sample.rows,
+                        "" if sample.lag is None else f"{sample.lag:.3f}",
+                    ]
+                )
 
 
 def _seconds(value: float | None) -> str:
