@@ -12,7 +12,10 @@ afterwards):
    versions) into a dds holding `--big` current versions, through the real
    code: `load_stg` (Parquet -> CSV -> COPY into the unlogged stg, which holds
    the previous run's batch of the same keys, as in steady state) and
-   `merge_into_dds`;
+   `merge_into_dds`, on psycopg 3 connections in autocommit mode as the DAG's;
+   the merge's time is split by statement (`merge_classify_s`,
+   `merge_close_changed_s`, `merge_insert_versions_s`, `merge_summary_s`, and
+   `merge_commit_s`), which add up to `scd2_merge_s`;
 2. the physical limit: the same Parquet file through the same CSV path
    (`copy_into`) into an empty plain table without indexes;
 3. the naive loader of many tutorials: pandas `to_sql` in chunks into stg,
@@ -52,23 +55,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from psycopg2 import sql
+import psycopg
+from psycopg import sql
 
 from coursekit.pg import EmbeddedPostgres, PostgresSpec, free_port
-from coursekit.pipeline.config import OPEN_END, parse_config
-from coursekit.pipeline.contract import violations
-from coursekit.pipeline.load import copy_into, load_stg
-from coursekit.pipeline.merge import merge_into_dds
-from coursekit.pipeline.sqlfiles import ident_list
-from coursekit.pipeline.staging import TECHNICAL_COLUMNS, batch_path, batch_schema, read_batch, write_batch
-from coursekit.pipeline.warehouse import create_schemas, ensure_tables
+from coursekit.reference import config, contract, load, merge, sqlfiles, staging, warehouse
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,7 +81,7 @@ NAME = "orders"
 SRC_ID = "New-York"
 RUN_ID = "scd2_bench_run"
 PREVIOUS_RUN_ID = "scd2_bench_previous_run"
-CONFIG = parse_config(
+CONFIG = config.parse_config(
     {
         "lookback_sec": 3600,
         "sources": [{"src_id": SRC_ID, "conn_id": "shop_1_conn"}],
@@ -107,8 +105,8 @@ CONFIG = parse_config(
     "scd2_bench",
 )
 TABLE = CONFIG.tables[NAME]
-STG_COLUMNS = [*TABLE.columns, *TECHNICAL_COLUMNS]
-DDS_COLUMNS = [*TABLE.columns, "src_id", "eff_from_dttm", "eff_to_dttm", "load_run_id", "load_dttm"]
+STG_COLUMNS = [*TABLE.columns, *contract.STG_COLUMNS]
+DDS_COLUMNS = [*TABLE.columns, *contract.DDS_COLUMNS]
 
 STATUSES = ("new", "paid", "packed", "shipped", "delivered")
 # Most orders carry no comment (NULL); the others include quotes, a newline and
@@ -353,7 +351,7 @@ def stg_rows(rows: dict[str, np.ndarray], extracted_us: int, run_id: str) -> pa.
     table = table.append_column("src_id", constant(SRC_ID, count, pa.string()))
     table = table.append_column("extracted_dttm", timestamps(np.full(count, extracted_us)))
     table = table.append_column("load_run_id", constant(run_id, count, pa.string()))
-    return table.cast(batch_schema(TABLE))
+    return table.cast(staging.batch_schema(TABLE))
 
 
 def dds_rows(rows: dict[str, np.ndarray]) -> pa.Table:
@@ -372,21 +370,23 @@ def dds_rows(rows: dict[str, np.ndarray]) -> pa.Table:
 # -- databases -----------------------------------------------------------------------
 
 
+def connect(server: EmbeddedPostgres, database: str) -> psycopg.Connection:
+    """A psycopg 3 connection in autocommit mode, as the pipeline's (`dwh/connections.py`):
+    every transaction is an explicit `with conn.transaction():` block. Closed by `with`."""
+    return psycopg.connect(server.dsn(database), autocommit=True)
+
+
 def admin(server: EmbeddedPostgres, statement: sql.Composable) -> None:
     """One statement outside a transaction on the maintenance database (CREATE/DROP DATABASE)."""
-    with closing(server.connect("postgres")) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(statement)
+    with connect(server, "postgres") as conn:
+        conn.execute(statement)
 
 
 def autocommit(server: EmbeddedPostgres, database: str, *statements: str) -> None:
     """Statements that cannot run in a transaction block (VACUUM, CHECKPOINT)."""
-    with closing(server.connect(database)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
+    with connect(server, database) as conn:
+        for statement in statements:
+            conn.execute(statement)
 
 
 def build_warehouse(
@@ -398,16 +398,16 @@ def build_warehouse(
     analyzed, so the measured load meets a table as autovacuum would leave it.
     """
     server.create_database(database)
-    with closing(server.connect(database)) as conn:
-        create_schemas(conn)
-        ensure_tables(conn, CONFIG)
+    with connect(server, database) as conn:
+        warehouse.create_schemas(conn)
+        warehouse.ensure_tables(conn, CONFIG)
         first, last = dds_keys
         for start in range(first, last + 1, PREFILL_CHUNK):
             keys = np.arange(start, min(start + PREFILL_CHUNK, last + 1), dtype=np.int64)
-            with conn, conn.cursor() as cur:
-                copy_into(cur, sql.Identifier("dds", NAME), DDS_COLUMNS, dds_rows(orders(keys)))
-        with conn, conn.cursor() as cur:
-            copy_into(cur, sql.Identifier("stg", NAME), STG_COLUMNS, previous_batch)
+            with conn.transaction(), conn.cursor() as cur:
+                load.copy_into(cur, sql.Identifier("dds", NAME), DDS_COLUMNS, dds_rows(orders(keys)))
+        with conn.transaction(), conn.cursor() as cur:
+            load.copy_into(cur, sql.Identifier("stg", NAME), STG_COLUMNS, previous_batch)
     autocommit(server, database, "vacuum analyze stg.orders", "vacuum analyze dds.orders")
 
 
@@ -468,13 +468,13 @@ class Expected:
         return {"new": self.new, "changed": self.changed, "unchanged": self.unchanged}
 
 
-def verify(conn, expected: Expected, counts: dict[str, int], *, contract: bool) -> None:
+def verify(conn, expected: Expected, counts: dict[str, int], *, whole_contract: bool) -> None:
     """Fail loudly unless the load did exactly what SCD2 requires.
 
     Checked: the merge's own counts; one closed version per changed key and no
     other (dds started with current versions only); one new version per new or
     changed key; every batch row equal to its key's current version in dds;
-    with `contract`, every rule of the warehouse contract on the whole table.
+    with `whole_contract`, every rule of the warehouse contract on the whole table.
     """
     if counts != expected.counts():
         raise BenchmarkError(f"merge counts {counts}, expected {expected.counts()}")
@@ -486,7 +486,7 @@ def verify(conn, expected: Expected, counts: dict[str, int], *, contract: bool) 
                 "select count(*) filter (where eff_to_dttm <> %(open_end)s),"
                 " count(*) filter (where load_run_id = %(run_id)s) from {}"
             ).format(dds_table),
-            {"open_end": OPEN_END, "run_id": RUN_ID},
+            {"open_end": contract.OPEN_END, "run_id": RUN_ID},
         )
         closed, inserted = cur.fetchone()
         cur.execute(
@@ -498,21 +498,20 @@ def verify(conn, expected: Expected, counts: dict[str, int], *, contract: bool) 
             ).format(
                 stg=stg_table,
                 dds=dds_table,
-                batch_values=ident_list(values, "b"),
-                current_values=ident_list(values, "c"),
+                batch_values=sqlfiles.ident_list(values, "b"),
+                current_values=sqlfiles.ident_list(values, "c"),
             ),
-            {"open_end": OPEN_END, "run_id": RUN_ID},
+            {"open_end": contract.OPEN_END, "run_id": RUN_ID},
         )
         (stale,) = cur.fetchone()
-    conn.rollback()
     if closed != expected.changed:
         raise BenchmarkError(f"{closed} versions closed, expected exactly {expected.changed}")
     if inserted != expected.new + expected.changed:
         raise BenchmarkError(f"{inserted} versions inserted, expected {expected.new + expected.changed}")
     if stale:
         raise BenchmarkError(f"{stale} batch rows are not the current version of their key in dds")
-    if contract:
-        broken = {rule: rows for rule, rows in violations(conn, NAME, TABLE).items() if rows}
+    if whole_contract:
+        broken = {rule: rows for rule, rows in contract.violations(conn, NAME, TABLE).items() if rows}
         if broken:
             raise BenchmarkError(f"warehouse contract broken: {broken}")
 
@@ -520,12 +519,17 @@ def verify(conn, expected: Expected, counts: dict[str, int], *, contract: bool) 
 # -- the loads -------------------------------------------------------------------------
 
 
+MERGE_STEPS = ("classify", "close_changed", "insert_versions", "summary", "commit")
+
+
 @dataclass
 class Timing:
-    """Seconds of one load, split where the pipeline splits it into tasks."""
+    """Seconds of one load, split where the pipeline splits it into tasks, and the
+    merge's seconds split by statement (`MERGE_STEPS`)."""
 
     stg: float
     merge: float
+    steps: dict[str, float]
 
     @property
     def total(self) -> float:
@@ -535,18 +539,19 @@ class Timing:
 def scd2_load(conn, batch_file: Path) -> tuple[Timing, dict[str, int]]:
     """The reference pipeline's load task and merge task, back to back, as a DAG runs them."""
     started = time.perf_counter()
-    load_stg(conn, NAME, TABLE, [{"src_id": SRC_ID, "path": str(batch_file)}])
+    load.load_stg(conn, NAME, TABLE, [{"src_id": SRC_ID, "path": str(batch_file)}])
     staged = time.perf_counter()
-    counts = merge_into_dds(conn, NAME, TABLE, RUN_ID)
-    return Timing(staged - started, time.perf_counter() - staged), counts
+    steps: dict[str, float] = {}
+    counts = merge.merge_into_dds(conn, NAME, TABLE, RUN_ID, timings=steps)
+    return Timing(staged - started, time.perf_counter() - staged, steps), counts
 
 
 def raw_copy(conn, batch_file: Path) -> float:
     """Read the same file and COPY it through the same CSV path into an empty plain table."""
     started = time.perf_counter()
-    batch = read_batch(batch_file)
-    with conn, conn.cursor() as cur:
-        copy_into(cur, sql.Identifier("public", "copy_target"), STG_COLUMNS, batch.select(STG_COLUMNS))
+    batch = staging.read_batch(batch_file)
+    with conn.transaction(), conn.cursor() as cur:
+        load.copy_into(cur, sql.Identifier("public", "copy_target"), STG_COLUMNS, batch.select(STG_COLUMNS))
     return time.perf_counter() - started
 
 
@@ -592,7 +597,7 @@ def naive_load(engine, batch_file: Path, rows: int, method: str | None) -> dict[
     changed_from = seen.where(seen > after_current, after_current)  # seen, and after the version it replaces
     merged["eff_from_dttm"] = merged["created_at"].dt.floor("s").where(is_new, changed_from)
     versions = merged.loc[is_new | is_changed, [*TABLE.columns, "src_id", "eff_from_dttm"]].assign(
-        eff_to_dttm=pd.Timestamp(OPEN_END),
+        eff_to_dttm=pd.Timestamp(contract.OPEN_END),
         load_run_id=RUN_ID,
         load_dttm=pd.Timestamp.now(tz="UTC").floor("s"),
     )
@@ -626,7 +631,8 @@ def differs(merged: pd.DataFrame, columns: list[str]) -> pd.Series:
 
 
 def naive_engine(server: EmbeddedPostgres, database: str):
-    """A SQLAlchemy engine on `database`, the way pandas tutorials connect."""
+    """A SQLAlchemy engine on `database`, the way pandas tutorials connect: `postgresql://`
+    means psycopg2 to SQLAlchemy, so the naive loader keeps the driver those tutorials get."""
     from sqlalchemy import create_engine
 
     return create_engine("postgresql+psycopg2://", creator=lambda: server.connect(database))
@@ -646,13 +652,13 @@ class Prepared:
     copy: str = "raw_copy"
 
 
-def prepare(server: EmbeddedPostgres, sizes: Sizes, staging: Path) -> Prepared:
+def prepare(server: EmbeddedPostgres, sizes: Sizes, staging_dir: Path) -> Prepared:
     """Write the batch file and build the template databases (not timed)."""
     keys = sizes.batch_keys
     previous = orders(keys)
     batch = with_changes(previous, sizes.changed_mask())
-    batch_file = batch_path(staging, "scd2_bench", RUN_ID, NAME, CONFIG.sources[0].slug)
-    write_batch(stg_rows(batch, EXTRACTED_US, RUN_ID), batch_file)
+    batch_file = staging.batch_path(staging_dir, "scd2_bench", RUN_ID, NAME, CONFIG.sources[0].slug)
+    staging.write_batch(stg_rows(batch, EXTRACTED_US, RUN_ID), batch_file)
     previous_batch = stg_rows(previous, PREVIOUS_EXTRACTED_US, PREVIOUS_RUN_ID)
     prepared = Prepared(batch_file)
     last_overlap_key = int(keys[sizes.overlap - 1])
@@ -660,37 +666,33 @@ def prepare(server: EmbeddedPostgres, sizes: Sizes, staging: Path) -> Prepared:
     build_warehouse(server, prepared.small, sizes.dds_keys(sizes.small, last_overlap_key), previous_batch)
     build_warehouse(server, prepared.same_mix, sizes.dds_keys(sizes.big, last_overlap_key), previous_batch)
     server.create_database(prepared.copy)
-    with closing(server.connect(prepared.copy)) as conn:
-        create_schemas(conn)
-        ensure_tables(conn, CONFIG)
-        with conn, conn.cursor() as cur:  # stg's columns and NOT NULLs; no key, no index; logged like dds
-            cur.execute("create table public.copy_target (like stg.orders)")
+    with connect(server, prepared.copy) as conn:
+        warehouse.create_schemas(conn)
+        warehouse.ensure_tables(conn, CONFIG)
+        # stg's columns and NOT NULLs; no key, no index; logged like dds
+        conn.execute("create table public.copy_target (like stg.orders)")
     return prepared
 
 
 def measure_scd2(
-    server: EmbeddedPostgres, template: str, batch_file: Path, expected: Expected, contract: bool
+    server: EmbeddedPostgres, template: str, batch_file: Path, expected: Expected, whole_contract: bool
 ) -> Timing:
     """One SCD2 load into a fresh copy of `template`, then its checks (untimed)."""
     with copy_of(server, template, f"run_{template}") as database:
         settle(server, database)
-        with closing(server.connect(database)) as conn:
+        with connect(server, database) as conn:
             timing, counts = scd2_load(conn, batch_file)
-            verify(conn, expected, counts, contract=contract)
+            verify(conn, expected, counts, whole_contract=whole_contract)
     return timing
 
 
 def measure_copy(server: EmbeddedPostgres, database: str, batch_file: Path, rows: int) -> float:
     """One raw COPY into the emptied target table, then a count of what arrived."""
-    with closing(server.connect(database)) as conn:
-        with conn, conn.cursor() as cur:
-            cur.execute("truncate public.copy_target")
+    with connect(server, database) as conn:
+        conn.execute("truncate public.copy_target")
         settle(server, database)
         seconds = raw_copy(conn, batch_file)
-        with conn.cursor() as cur:
-            cur.execute("select count(*) from public.copy_target")
-            (copied,) = cur.fetchone()
-        conn.rollback()
+        (copied,) = conn.execute("select count(*) from public.copy_target").fetchone()
     if copied != rows:
         raise BenchmarkError(f"raw COPY stored {copied} rows, expected {rows}")
     return seconds
@@ -710,8 +712,8 @@ def measure_naive(server: EmbeddedPostgres, template: str, batch_file: Path, siz
             seconds = time.perf_counter() - started
         finally:
             engine.dispose()
-        with closing(server.connect(database)) as conn:
-            verify(conn, expected, counts, contract=False)
+        with connect(server, database) as conn:
+            verify(conn, expected, counts, whole_contract=False)
     return seconds
 
 
@@ -766,6 +768,8 @@ def run(sizes: Sizes, work_dir: Path, say: Callable[[str], None]) -> dict[str, f
         "repeats": sizes.repeats,
         "scd2_stg_load_s": statistics.median(t.stg for t in big),
         "scd2_merge_s": statistics.median(t.merge for t in big),
+        # Where the merge's time goes: each statement's median over the rounds.
+        **{f"merge_{step}_s": statistics.median(t.steps[step] for t in big) for step in MERGE_STEPS},
         "scd2_load_s": scd2_s,
         "copy_s": copy_s,
         "naive_rows_timed": sizes.naive_rows,

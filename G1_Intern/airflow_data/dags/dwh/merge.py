@@ -10,6 +10,7 @@ twice changes nothing, and a merge killed half-way rolls back whole.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from psycopg import sql
@@ -45,18 +46,28 @@ def merge_parts(name: str, table: Table) -> dict[str, sql.Composable]:
     }
 
 
-def merge_into_dds(dwh_conn: psycopg.Connection, name: str, table: Table, run_id: str) -> dict[str, int]:
-    """Merge stg.<name> rows of `run_id` into dds.<name>; returns counts per change kind."""
+def merge_into_dds(
+    dwh_conn: psycopg.Connection, name: str, table: Table, run_id: str, timings: dict[str, float] | None = None
+) -> dict[str, int]:
+    """Merge stg.<name> rows of `run_id` into dds.<name>; returns counts per change kind.
+
+    `timings`, if given, receives the seconds each statement took, and the commit:
+    where a merge's time goes (`make bench` prints it).
+    """
     parts = merge_parts(name, table)
     steps = ["classify", *(("close_changed", "insert_versions") if table.scd2 else ("update_changed", "insert_new"))]
     params = {"run_id": run_id}
+    seconds = {} if timings is None else timings
     with dwh_conn.transaction(), dwh_conn.cursor() as cur:
-        for step in steps:
+        for step in [*steps, "summary"]:
+            started = time.perf_counter()
             statement = compose("merge", step, **parts)
             log.debug("SQL %s: %s", step, statement.as_string(cur))
             cur.execute(statement, params)
-        cur.execute(compose("merge", "summary", **parts), params)
+            seconds[step] = time.perf_counter() - started
         counts = {change: 0 for change in CHANGES} | dict(cur.fetchall())
+        started = time.perf_counter()
+    seconds["commit"] = time.perf_counter() - started
     closed = counts["changed"] if table.scd2 else 0
     log.info(
         "merged stg.%s into dds.%s: %s inserted, %s changed (%s versions closed), %s unchanged",
