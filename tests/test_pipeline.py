@@ -11,6 +11,7 @@ from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pyarrow.parquet as pq
 import pytest
 
@@ -247,6 +248,39 @@ def test_a_column_added_to_the_config_is_added_to_the_tables(dwh_db):
             " where table_schema = %s and table_name = 'customers' and column_name = 'vip'",
             (schema,),
         ) == [("boolean",)]
+
+
+def test_a_warehouse_built_by_an_older_pipeline_gets_the_current_tables(loader, shop1_db, dwh_db):
+    """stg had a primary key (COPY paid for it every run) and dds a watermark index over
+    every version; ensure_tables drops both, keeps the data, and changes nothing when rerun."""
+    execute(shop1_db, "insert into customers (name) values ('Ann')")
+    loader.run()
+    execute(dwh_db, "alter table stg.customers add primary key (customer_id, src_id)")
+    execute(dwh_db, "drop index dds.customers_current_increment_ix")
+    execute(dwh_db, "create index customers_src_increment_ix on dds.customers (src_id, created_at)")
+    for _ in range(2):
+        with dwh_db.connect3() as dwh:
+            ensure_tables(dwh, loader.config)
+    keys = "select conname from pg_constraint where conrelid = 'stg.customers'::regclass and contype = 'p'"
+    assert dwh_db.query(keys) == []
+    indexes = dwh_db.query("select indexname, indexdef from pg_indexes where schemaname = 'dds'")
+    assert [name for name, _ in indexes if "increment" in name] == ["customers_current_increment_ix"]
+    assert "WHERE (eff_to_dttm = '9999-12-31 23:59:59+00'" in dict(indexes)["customers_current_increment_ix"]
+    execute(shop1_db, "update customers set name = 'Anna'")
+    assert loader.run() == {"new": 0, "changed": 1, "unchanged": 0}
+    assert loader.rules_broken() == {}
+
+
+def test_a_key_twice_in_one_batch_fails_the_merge_whole(loader, shop1_db, dwh_db):
+    """stg has no primary key; dds's keys still refuse two current versions of one key."""
+    execute(shop1_db, "insert into customers (name) values ('Ann'), ('Bob')")
+    loader.run()
+    execute(dwh_db, "update stg.customers set load_run_id = 'twice', name = name || '!'")
+    execute(dwh_db, "insert into stg.customers select * from stg.customers where customer_id = 1")
+    with pytest.raises(psycopg.errors.UniqueViolation), dwh_db.connect3() as dwh:
+        merge_into_dds(dwh, "customers", loader.config.tables["customers"], "twice")
+    assert dwh_db.query("select count(*) from dds.customers where load_run_id = 'twice'") == [(0,)]
+    assert dwh_db.query("select count(*) from dds.customers where eff_to_dttm <> '9999-12-31 23:59:59+00'") == [(0,)]
 
 
 def test_contract_comparison_finds_missing_and_different_rows(loader, shop1_db, dwh_db):

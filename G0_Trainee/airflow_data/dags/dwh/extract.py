@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 def read_watermark(dwh_conn: psycopg.Connection, name: str, table: Table, source: Source) -> datetime | None:
     """Newest `increment_column` value of this source in dds (None before the first load)."""
     statement = compose(
-        "extract", "watermark", dds_table=sql.Identifier("dds", name), increment=sql.Identifier(table.increment_column)
+        "extract",
+        "watermark",
+        dds_table=sql.Identifier("dds", name),
+        increment=sql.Identifier(table.increment_column),
+        current_filter=compose("extract", "current_filter") if table.scd2 else sql.SQL(""),
     )
     (watermark,) = dwh_conn.execute(statement, {"src_id": source.src_id}).fetchone()
     return watermark

@@ -31,6 +31,19 @@ def missing_columns(cur: psycopg.Cursor, schema: str, name: str, table: Table) -
     return [column for column in table.columns if column not in existing]
 
 
+def drop_stg_primary_key(cur: psycopg.Cursor, name: str) -> None:
+    """Drop the primary key an older version of this pipeline gave stg.<name>.
+
+    stg is rebuilt every run, so nothing is lost. Looked up first: ALTER TABLE
+    locks the table even when there is nothing to drop, and this runs every run.
+    """
+    stg_table = sql.Identifier("stg", name)
+    cur.execute(compose("warehouse", "stg_primary_key"), {"table": stg_table.as_string(cur)})
+    for (constraint,) in cur.fetchall():
+        cur.execute(compose("warehouse", "drop_constraint", table=stg_table, constraint=sql.Identifier(constraint)))
+        log.info("dropped primary key %s of stg.%s", constraint, name)
+
+
 def create_schemas(conn: psycopg.Connection) -> None:
     """Schemas stg and dds (the DAG runs the same SQL with SQLExecuteQueryOperator)."""
     with conn.transaction(), conn.cursor() as cur:
@@ -48,9 +61,12 @@ def ensure_tables(conn: psycopg.Connection, config: PipelineConfig) -> None:
                 "key": sql.Identifier(table.key),
                 "increment": sql.Identifier(table.increment_column),
                 "current_index": sql.Identifier(f"{name}_current_uq"),
-                "watermark_index": sql.Identifier(f"{name}_src_increment_ix"),
+                # SCD2 tables index current versions only (warehouse.sql says why), under a new name.
+                "watermark_index": sql.Identifier(f"{name}_{'current' if table.scd2 else 'src'}_increment_ix"),
+                "old_watermark_index": sql.Identifier("dds", f"{name}_src_increment_ix"),
             }
             cur.execute(compose("warehouse", "create_stg", **parts))
+            drop_stg_primary_key(cur, name)
             cur.execute(compose("warehouse", "create_dds_scd2" if table.scd2 else "create_dds_plain", **parts))
             for schema in ("stg", "dds"):
                 for column in missing_columns(cur, schema, name, table):

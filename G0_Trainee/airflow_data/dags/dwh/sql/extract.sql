@@ -2,8 +2,12 @@
 -- values are %(parameters)s sent separately by the driver.
 
 -- name: watermark
--- The newest row of this source the warehouse already holds.
-select max({increment}) from {dds_table} where src_id = %(src_id)s;
+-- The newest row of this source the warehouse already holds. `current_filter`
+-- (SCD2 tables) asks current versions only, which an index holds apart.
+select max({increment}) from {dds_table} where src_id = %(src_id)s {current_filter};
+
+-- name: current_filter
+and eff_to_dttm = {open_end}
 
 -- name: source_clock
 -- "Now" on the source, to the second, in the same snapshot as the batch below:
