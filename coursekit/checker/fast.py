@@ -16,9 +16,12 @@ free ports, never touching the learner's running stack:
   (which keys are later updated, which later deleted); then loaded rows are
   updated (one value changed, another to or from NULL) and a second paused run
   must pick the changes up before retention can delete those rows;
-* one run is killed in the middle of its merge (its first write to `dds`
-  waits on a lock held here, then the process is killed), then resumed: the
-  same run (same logical date) runs again, as Airflow's retry would;
+* loaded rows are changed once more, so the next run has versions to close,
+  and that run is killed in the middle of its merge (its first write to `dds`
+  waits on a lock held here, then the process is killed): a merge that commits
+  statement by statement leaves keys without a current version. The warehouse
+  is inspected right then; then the same run (same logical date) runs again,
+  as Airflow's retry would;
 * one run finds a shop's database down;
 * the clock of pg-shop-2 runs 15 minutes behind (G1-G3), as a shop's may;
 * at the end the shops stop, the DAG catches up, and its last run is re-run:
@@ -565,6 +568,10 @@ def scenario(fast: FastRun, stack: GradeStack, scd2: bool) -> None:
         loaded = all(r.get(variant.name, {}).get("state") == "success" for r in (frozen, seen))
         if loaded:
             variant.scenario.observed = observed  # else nothing is known to be loaded
+    # The killed run must have versions to close, or a merge committing statement by statement
+    # would survive the kill unnoticed: change loaded rows once more.
+    again = touch_rows(fast, stack, observed, "changed again, just before a killed run")
+    fast.say(f"updated {again} loaded rows again, for the run that will be killed in its merge")
     for shop in SHOPS:
         fast.start_generator(shop)
     time.sleep(2)
@@ -718,13 +725,18 @@ def grade_fast(
     return grade_many(grade, plan, scd2, {"yours": dags_dir}, console, settings)["yours"]
 
 
-def touch_rows(fast: FastRun, stack: GradeStack, observed: Observed) -> None:
+def touch_rows(fast: FastRun, stack: GradeStack, observed: Observed, value: str = "changed ✓ it's new") -> int:
     """Update loaded rows as a shop would: one value changes, another becomes NULL (or stops being NULL).
 
     Only rows still inside the shops' update window are touched, so the change
     is one the learner's lookback must catch. The random updates of the
     generators happen too; these make sure at least a few loaded keys change.
+    Called again with another `value` right before the killed run, so that its
+    merges have versions to close: a merge that commits its statements one by
+    one then leaves keys without (or with two) current versions, which
+    `half_written` sees. Returns how many rows were touched.
     """
+    touched = 0
     config = json.loads(fast.config_path.read_text(encoding="utf-8"))
     for table in stack.tables:
         spec = config["tables"][table.name]["columns"]
@@ -750,10 +762,11 @@ def touch_rows(fast: FastRun, stack: GradeStack, observed: Observed) -> None:
                 )
                 keys = [row[0] for row in cur.fetchall()]
                 observed.touched.setdefault(table.name, []).extend((shop.src_id, key) for key in keys)
-                for key, value in zip(keys, ["changed ✓ it's new", None], strict=False):
+                touched += len(keys)
+                for key, new in zip(keys, [value, None], strict=False):
                     cur.execute(
                         sql.SQL(
                             "update {t} set {c} = case when {c} is null then 'was NULL' else %s end where {key} = %s"
                         ).format(t=sql.Identifier(table.name), c=sql.Identifier(column), key=sql.Identifier(table.key)),
-                        (value, key),
+                        (new, key),
                     )
