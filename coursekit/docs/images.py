@@ -44,7 +44,7 @@ LOAD_DAG = "load_shops_to_dwh"
 PORT_VARIABLES = ("PG_SHOP_1_PORT", "PG_SHOP_2_PORT", "PG_DWH_PORT", "AIRFLOW_PORT", "PGADMIN_PORT")
 RUNTIME_FOLDERS = ("generator_app_data", "logs", "staging", "__pycache__", ".run")
 LOADTEST_REPORTS = REPO_ROOT / "loadtest-report"
-LOADTEST_PLOTS = ("throughput.png", "latency.png", "resources.png")
+LOADTEST_PLOTS = ("throughput.png", "latency.png", "backlog.png", "breakdown.png", "resources.png")
 DIAGRAM_DPI = 110
 MAX_PNG_BYTES = 400 * 1024
 

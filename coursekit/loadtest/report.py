@@ -91,6 +91,7 @@ class Run:
     checks: list[tuple[str, str, str]]  # name, PASS / FAIL / WAIT, found
     drained_sec: float
     runs: list[RunBreakdown] = field(default_factory=list)  # every finished load run during the test
+    caught_up: bool = True  # False: the drain ended before dds held every shop's newest row
     target_sec: float = LATENCY_LIMIT_SEC
     load_average: list[tuple[float, float, float]] = field(default_factory=list)  # before the load, after the drain
 
@@ -213,7 +214,12 @@ def write(run: Run, folder: Path) -> Path:
         f"# Load test of {run.grade}",
         "",
         f"Started {run.started:%Y-%m-%d %H:%M:%S} UTC, {run.mode}. "
-        f"The warehouse caught up {run.drained_sec:.0f} s after the load stopped.",
+        + (
+            f"The warehouse caught up {run.drained_sec:.0f} s after the load stopped."
+            if run.caught_up
+            else f"The warehouse had not caught up {run.drained_sec:.0f} s after the load stopped, when the drain "
+            "ended: the checks below that compare the shops with dds fail for the rows still on their way."
+        ),
         "",
         "## Result",
         "",
