@@ -54,12 +54,12 @@ LINES: dict[str, Line] = {
     ),
     "fast:killed": Line(
         "a run killed in the middle of its merge leaves no half-written table",
-        "loaded rows are changed, and right after the next run is killed at its first write to `dds`, the"
-        " warehouse still keeps its rules: one current version (or row) per key, and every row loaded before is"
-        " still there",
-        "загруженные строки меняются, и сразу после того, как следующий запуск убит на первой записи в `dds`,"
-        " хранилище всё ещё соблюдает свои правила: одна текущая версия (или строка) на ключ, и всё загруженное"
-        " раньше на месте",
+        "right after a run is killed at its first write to `dds` (a run with changed rows to load; where the"
+        " shops never update rows, one with new rows), the warehouse still keeps its rules: one current version"
+        " (or row) per key, and every row loaded before is still there",
+        "сразу после того, как запуск убит на первой записи в `dds` (запуск, которому есть что обновить; где"
+        " магазины никогда не меняют строки, запуск с новыми строками), хранилище всё ещё соблюдает свои правила:"
+        " одна текущая версия (или строка) на ключ, и всё загруженное раньше на месте",
         per="once",
     ),
     "check_tables_exist": Line(

@@ -16,12 +16,13 @@ free ports, never touching the learner's running stack:
   (which keys are later updated, which later deleted); then loaded rows are
   updated (one value changed, another to or from NULL) and a second paused run
   must pick the changes up before retention can delete those rows;
-* loaded rows are changed once more, so the next run has versions to close,
-  and that run is killed in the middle of its merge (its first write to `dds`
-  waits on a lock held here, then the process is killed): a merge that commits
-  statement by statement leaves keys without a current version. The warehouse
-  is inspected right then; then the same run (same logical date) runs again,
-  as Airflow's retry would;
+* that second paused run, which has versions to close, is killed in the
+  middle of its merge (its first write to `dds` waits on a lock held here,
+  then the process is killed): a merge that commits statement by statement
+  leaves keys without a current version. The warehouse is inspected right
+  then; then the same run (same logical date) runs again, as Airflow's retry
+  would. Where the shops never update (G2) there is nothing to close, and the
+  killed run is the next one, with new rows to insert;
 * one run finds a shop's database down;
 * the clock of pg-shop-2 runs 15 minutes behind (G1-G3), as a shop's may;
 * at the end the shops stop, the DAG catches up, and its last run is re-run:
@@ -446,7 +447,7 @@ def observe(fast: FastRun, stack: GradeStack, before: datetime) -> Observed:
     return Observed(loaded)
 
 
-def kill_in_merge(fast: FastRun, variant: Variant, scd2: bool) -> None:
+def kill_in_merge(fast: FastRun, variant: Variant, scd2: bool, name: str) -> dict:
     """Run once, holding every dds table in SHARE mode: the run's first write to dds waits, then the run dies.
 
     SHARE lets the run read dds (watermarks) but not write it. Once one of its
@@ -480,16 +481,16 @@ def kill_in_merge(fast: FastRun, variant: Variant, scd2: bool) -> None:
             if waiting:
                 variant.kill()
                 dwh.rollback()
-                fast.say(f"run 4 waited on dds ({' '.join(waiting[0][0].split())!r}): killed", variant)
+                fast.say(f"{name} waited on dds ({' '.join(waiting[0][0].split())!r}): killed", variant)
                 variant.scenario.after_kill = half_written(fast, variant, scd2)
                 variant.scenario.runs.insert(0, Run("killed in its merge", "failed", None, None, ["killed"], True))
                 variant.start_runner(fast.airflow_env(variant))
                 variant.next_reply(timeout=300)  # ready again
-                record(fast, variant, "run 4 resumed after the kill", variant.run(fast.settings.run_timeout, **when))
-                return
+                note = f"{name} resumed after the kill"
+                return record(fast, variant, note, variant.run(fast.settings.run_timeout, **when))
             time.sleep(0.2)
         dwh.rollback()  # it never wrote to dds while we waited: let it finish
-    record(fast, variant, "run 4, never wrote to dds", variant.next_reply(fast.settings.run_timeout))
+    return record(fast, variant, f"{name}, never wrote to dds", variant.next_reply(fast.settings.run_timeout))
 
 
 def half_written(fast: FastRun, variant: Variant, scd2: bool) -> list[str]:
@@ -560,23 +561,31 @@ def scenario(fast: FastRun, stack: GradeStack, scd2: bool) -> None:
         frozen_at = cur.fetchone()[0]
     observed = observe(fast, stack, frozen_at)
     frozen = step("run 2, shops paused: everything they hold is loaded")
-    touch_rows(fast, stack, observed)
-    fast.say("updated loaded rows in both shops (one value changed, another set to NULL or from NULL to a value)")
-    # Still paused: no retention can delete a touched row before a run has seen its change.
-    seen = step("run 3, shops still paused: the updates are loaded")
+    touched = touch_rows(fast, stack, observed)
+    fast.say(f"updated {touched} loaded rows (one value changed, another set to NULL or from NULL to a value)")
+    for variant in fast.variants:  # what run 2 loaded, which the killed run must not lose
+        if frozen.get(variant.name, {}).get("state") == "success":
+            variant.scenario.observed = observed
+    # The run that loads the updates has versions to close, so it is the one killed in its merge:
+    # a merge committing statement by statement then leaves keys without a current version. It is
+    # inspected right then, and resumed. Still paused: no retention can delete a touched row before
+    # a run has seen its change, and the watermarks stay where run 2 left them.
+    if touched:
+        active = [v for v in fast.variants if v.dag_id is not None]
+        killed = fast.each(lambda v: kill_in_merge(fast, v, scd2, "run 3"))
+        seen = dict(zip((v.name for v in active), killed, strict=True))
+    else:
+        seen = step("run 3, shops still paused")
     for variant in fast.variants:
-        loaded = all(r.get(variant.name, {}).get("state") == "success" for r in (frozen, seen))
-        if loaded:
-            variant.scenario.observed = observed  # else nothing is known to be loaded
-    # The killed run must have versions to close, or a merge committing statement by statement
-    # would survive the kill unnoticed: change loaded rows once more.
-    again = touch_rows(fast, stack, observed, "changed again, just before a killed run")
-    fast.say(f"updated {again} loaded rows again, for the run that will be killed in its merge")
+        if seen.get(variant.name, {}).get("state") != "success":
+            variant.scenario.observed = None  # nothing is known to be loaded
     for shop in SHOPS:
         fast.start_generator(shop)
     time.sleep(2)
-
-    fast.each(lambda variant: kill_in_merge(fast, variant, scd2))
+    if not touched:
+        # Shops that never update a row (G2) give a run nothing to close: the killed run is
+        # then one with new rows to insert, which a load that appends twice doubles on resume.
+        fast.each(lambda v: kill_in_merge(fast, v, scd2, "run 4"))
 
     fast.stop_generator("shop-2")
     fast.servers["pg-shop-2"].stop("fast")
@@ -731,10 +740,10 @@ def touch_rows(fast: FastRun, stack: GradeStack, observed: Observed, value: str 
     Only rows still inside the shops' update window are touched, so the change
     is one the learner's lookback must catch. The random updates of the
     generators happen too; these make sure at least a few loaded keys change.
-    Called again with another `value` right before the killed run, so that its
-    merges have versions to close: a merge that commits its statements one by
-    one then leaves keys without (or with two) current versions, which
-    `half_written` sees. Returns how many rows were touched.
+    The run that loads these changes is the one killed in its merge: it has
+    versions to close, so a merge that commits its statements one by one leaves
+    keys without (or with two) current versions, which `half_written` sees.
+    Returns how many rows were touched.
     """
     touched = 0
     config = json.loads(fast.config_path.read_text(encoding="utf-8"))
@@ -770,3 +779,4 @@ def touch_rows(fast: FastRun, stack: GradeStack, observed: Observed, value: str 
                         ).format(t=sql.Identifier(table.name), c=sql.Identifier(column), key=sql.Identifier(table.key)),
                         (new, key),
                     )
+    return touched
