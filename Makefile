@@ -11,7 +11,9 @@
 #   make check   - check a running grade against its Definition of done (GRADE=G3_Middle);
 #                  FAST=1 grades the DAG folder on a private, time-compressed copy instead
 #                  (DAGS_DIR=<folder> or SOLUTION=1 grades another folder). The last line says
-#                  DONE, NOT DONE, WAIT or CANNOT CHECK; make exits 2 for all but DONE
+#                  DONE, NOT DONE, WAIT or CANNOT CHECK; make exits 2 for all but DONE.
+#                  JSON=<path> also writes the report as JSON (coursekit/checker/report.schema.json)
+#   make progress - every grade's last verdict, when, in which mode, what is left (from .run/reports/)
 #   make test    - lint + the whole test suite without Docker (what CI runs first)
 #   make test-fast - lint + the tests not marked slow (the inner loop, a few minutes)
 #   make test-docker - the grades' real Docker stacks (tests/docker; needs a Docker engine, 9-18 min)
@@ -30,7 +32,7 @@ GRADE ?= G0_Trainee
 AIRFLOW_VERSION := 3.3.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv test test-fast test-docker lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades
+.PHONY: help venv test test-fast test-docker lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades progress
 
 help:
 	@grep -E '^#   ' Makefile | sed 's/^#   //'
@@ -66,7 +68,10 @@ loadtest: venv
 	$(PY) -m coursekit.loadtest --grade $(GRADE) $(ARGS)
 
 check: venv
-	$(if $(SOLUTION),DAGS_DIR=../solution/dags) $(PY) -m coursekit.checker --grade $(GRADE) $(if $(FAST),--fast) $(ARGS)
+	$(if $(SOLUTION),DAGS_DIR=../solution/dags) $(PY) -m coursekit.checker --grade $(GRADE) $(if $(FAST),--fast) $(if $(JSON),--json $(JSON)) $(ARGS)
+
+progress: venv
+	$(PY) -m coursekit.progress $(ARGS)
 
 airflow: venv
 	$(PY) -m coursekit.native airflow --grade $(GRADE) -- $(ARGS)

@@ -33,6 +33,7 @@ from coursekit.checker.airflow_api import NOT_LOADS, AirflowClient, wait_for_run
 from coursekit.checker.checks import CheckResult, Context, Rerun, Run
 from coursekit.checker.cleanup import check_cleanup_dag
 from coursekit.checker.report import print_report, print_verdict
+from coursekit.checker.results_json import Recorder, note_load_dag, reports_dir
 from coursekit.checker.stack import GradeStack, StackNotReachable
 from coursekit.grade import GRADES, REPO_ROOT, Grade
 
@@ -149,6 +150,7 @@ def live(stack: GradeStack, plan: list[checks.Check], scd2: bool, options: argpa
         else:
             run = wait_for_fresh_run(client, datetime.now(UTC), options.timeout, options.dag_id, console)
         dag_id = run["dag_id"]
+        note_load_dag(dag_id)
         console.print(f"checked after run {dag_id} / {run['dag_run_id']}", highlight=False)
         started = parse_time(run["start_date"]) or datetime.now(UTC)
         slack = timedelta(seconds=checks.COMMIT_SLACK_SEC)
@@ -195,8 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("COURSEKIT_GRADES_ROOT", REPO_ROOT)),
         help="folder holding the grade folders",
     )
+    add_report_options(parser)
     options = parser.parse_args(argv)
     console = Console(width=160)
+    recorder = Recorder(options.json, None if options.no_keep else reports_dir(options.grades_root))
+    where = {"grade_name": options.grade, "grades_root": options.grades_root, "fast": options.fast}
+    where["dags_dir"] = options.dags_dir  # None: the grade's (DAGS_DIR as compose resolves it)
     plan, scd2 = PLANS[options.grade]
     try:
         grade = Grade.named(options.grade, options.grades_root)
@@ -209,11 +215,25 @@ def main(argv: list[str] | None = None) -> int:
             results = live(GradeStack(grade), plan, scd2, options, console)
     except StackNotReachable as exc:
         console.print(f"[red]✗[/red] {exc}", markup=True, highlight=False)
-        return print_verdict("CANNOT CHECK", str(exc).splitlines()[0], console)
+        why = str(exc).splitlines()[0]
+        return recorder.finish(print_verdict("CANNOT CHECK", why, console), why=why, **where)
     except (ValueError, OSError) as exc:  # a broken env file, compose file or generator config
         console.print(f"[red]✗[/red] {exc}", markup=True, highlight=False)
-        return print_verdict("CANNOT CHECK", f"the grade's configuration cannot be read: {exc}", console)
-    return print_report(options.grade, results, console)
+        why = f"the grade's configuration cannot be read: {exc}"
+        return recorder.finish(print_verdict("CANNOT CHECK", why, console), why=why, **where)
+    return recorder.finish(print_report(options.grade, results, console), results=results, **where)
+
+
+def add_report_options(parser: argparse.ArgumentParser) -> None:
+    """--json and --no-keep: the machine-readable report (results_json.py, report.schema.json)."""
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write the report as JSON here (make check JSON=PATH)"
+    )
+    parser.add_argument(
+        "--no-keep",
+        action="store_true",
+        help="do not keep the report under .run/reports/ (or $COURSEKIT_REPORTS_DIR) for make progress",
+    )
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ from rich.console import Console
 from coursekit.checker import checks
 from coursekit.checker.airflow_api import NOT_LOADS
 from coursekit.checker.checks import FAIL, WAIT, CheckResult, Context, Observed, Rerun, Run
+from coursekit.checker.results_json import note_load_dag
 from coursekit.checker.stack import GradeStack, Shop, StackNotReachable
 from coursekit.grade import POSTGRES_SERVICES, REPO_ROOT, SHOP_DATABASE, SHOPS, Grade
 from coursekit.native.compose import load_compose
@@ -711,6 +712,7 @@ def grade_many(
         time.sleep(settings.warmup)
         for variant in fast.variants:
             fast.say(f"load DAG: {variant.dag_id or 'none in the folder (the warehouse stays empty)'}", variant)
+            note_load_dag(variant.dag_id, variant.name)
         stack = fast.stack(fast.variants[0])
         if any(v.dag_id for v in fast.variants):
             scenario(fast, stack, scd2)
