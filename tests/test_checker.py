@@ -8,6 +8,7 @@ on deliberately broken warehouses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack, closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ import pytest
 from support import generator_env, run_generator
 
 from coursekit.checker.__main__ import PLANS
-from coursekit.checker.checks import FAIL, WAIT, Context
+from coursekit.checker.checks import FAIL, WAIT, CheckResult, Context
 from coursekit.checker.stack import GradeStack
 from coursekit.grade import Grade
 
@@ -58,6 +59,20 @@ def check(
     stable_before: datetime | None = None,
 ) -> dict[str, str]:
     """Run the grade's checks against the test databases; returns check name -> PASS / FAIL / WAIT."""
+    results = check_results(grade, dbs, dwh_name, update_window, stable_before)
+    return {r.name: str(r.verdict) for r in results}
+
+
+def check_results(
+    grade: str,
+    dbs: dict,
+    dwh_name: str | None = None,
+    update_window: int | None = None,
+    stable_before: datetime | None = None,
+    prepare: Callable[[Context], None] | None = None,
+) -> list[CheckResult]:
+    """The grade's checks against the test databases; `prepare` may fill in what the checker learns from
+    Airflow (runs, a re-run) before they run."""
     stack = GradeStack(Grade.named(grade))
     dwh = dbs["dwh"]
     stack.dwh_port = dwh.port
@@ -73,9 +88,11 @@ def check(
         dwh_conn = stack_of.enter_context(stack.connect_dwh())
         shops = {s.name: stack_of.enter_context(stack.connect_shop(s)) for s in stack.shops}
         ctx = Context(stack=stack, dwh=dwh_conn, shops=shops, stable_before={s: later for s in SHOPS}, scd2=scd2)
+        if prepare is not None:
+            prepare(ctx)
         results = [result for step in plan for result in step(ctx)]
     assert results, "a checker must check something"
-    return {r.name: str(r.verdict) for r in results}
+    return results
 
 
 def failing(results: dict[str, str]) -> set[str]:

@@ -24,7 +24,7 @@ Which commits: the changes since the point the new commits left the old ones
 A push with no usable base (a new branch or a first push: GitHub sends
 `before` = 40 zeros; or a base the clone does not have, as after a force push
 that dropped it) is compared with the default branch; on the default branch
-itself, the head commit's own changes are graded.
+itself (a head the default branch already holds), the head commit's own changes are graded.
 
 Prints the grades as a JSON list (`["G3_Middle"]`) on stdout and why on stderr;
 with --github-output also writes `grades=<list>` to that file ($GITHUB_OUTPUT).
@@ -86,7 +86,8 @@ def changed_paths(repo: Path, base: str | None, head: str, default_branch: str |
     else:
         base = None
         for ref in (f"origin/{default_branch}", default_branch) if default_branch else ():
-            if has_commit(repo, ref) and git(repo, "rev-parse", ref).stdout != git(repo, "rev-parse", head).stdout:
+            # Unless the head is already on it (the default branch itself): then nothing is new to it.
+            if has_commit(repo, ref) and git(repo, "merge-base", "--is-ancestor", head, ref).returncode != 0:
                 base, how = ref, f"no usable base: changes since the branch left {ref}"
                 break
     if base is None:
