@@ -90,6 +90,9 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
         "STAGING_DIR": str(_AIRFLOW_HOME / "staging"),
+        # Checks the tests run keep their JSON reports here, not in the repository's .run/reports
+        # (which is the developer's own `make progress`).
+        "COURSEKIT_REPORTS_DIR": str(_AIRFLOW_HOME / "reports"),
     }
 )
 (_AIRFLOW_HOME / "dags").mkdir()

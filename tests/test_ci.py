@@ -269,3 +269,53 @@ def test_a_checker_that_ends_without_a_report_fails_the_job_with_its_output(tmp_
     assert result.returncode == 1
     assert "exited 2 without writing its JSON report" in summary and "--no-such-option" in summary
     assert not (tmp_path / "G3_Middle.json").exists(), "a stale report must not stand for this run"
+
+
+# -- badges.py: a badge per grade on the fork's branch `badges` ---------------------------------
+
+
+def badge_report(grade: str, word: str) -> dict:
+    return {"grade": grade, "verdict": word, "mode": "fast", "summary": "", "checks": []}
+
+
+def test_badges_are_pushed_per_grade_and_keep_the_grades_not_graded_this_time(fork, tmp_path):
+    repo, _ = fork
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(origin))
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{origin}", str(clone))
+
+    def publish(reports: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        folder = tmp_path / f"reports-{len(list(tmp_path.glob('reports-*')))}"
+        for grade, word in reports.items():
+            (folder / f"report-{grade}").mkdir(parents=True)  # download-artifact: one folder per artifact
+            (folder / f"report-{grade}" / f"{grade}.json").write_text(json.dumps(badge_report(grade, word)))
+        return subprocess.run(
+            [sys.executable, "-m", "coursekit.ci.badges", "--repo", str(clone), "--reports", str(folder), "--push"],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=120,
+        )
+
+    def badge(grade: str) -> dict:
+        return json.loads(git(origin, "show", f"badges:{grade}.json"))
+
+    assert publish({"G3_Middle": "NOT DONE", "G2_Junior": "DONE"}).returncode == 0
+    assert badge("G3_Middle") == {
+        "schemaVersion": 1,
+        "label": "G3_Middle",
+        "message": "NOT DONE",
+        "color": "red",
+        "cacheSeconds": 300,
+    }
+    assert badge("G2_Junior")["color"] == "brightgreen"
+    assert publish({"G3_Middle": "WAIT"}).returncode == 0
+    assert badge("G3_Middle")["message"] == "WAIT" and badge("G2_Junior")["message"] == "DONE"
+    files = git(origin, "ls-tree", "--name-only", "badges").split()
+    assert files == ["G2_Junior.json", "G3_Middle.json", "README.md"], "nothing but the badges on the branch"
+    assert git(clone, "status", "--porcelain") == "" and git(clone, "worktree", "list").count("\n") == 0
+    assert git(origin, "rev-parse", "main") == git(repo, "rev-parse", "main"), "the learner's branch is untouched"
+    unchanged = publish({"G3_Middle": "WAIT"})
+    assert unchanged.returncode == 0 and "nothing changed" in unchanged.stderr
+    assert len(git(origin, "log", "--format=%s", "badges").splitlines()) == 2

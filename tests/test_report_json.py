@@ -26,7 +26,7 @@ from test_checker import G0, big_lookback, check_results, copy_database, mutate,
 from coursekit.checker import checks
 from coursekit.checker.checks import Rerun, Run
 from coursekit.checker.report import EXIT_CODES, verdict
-from coursekit.checker.results_json import SCHEMA_PATH, build, keep, write
+from coursekit.checker.results_json import REPORTS_ENV, SCHEMA_PATH, build, keep, reports_dir, write
 from coursekit.ci.summary import render
 from coursekit.grade import GRADES, REPO_ROOT, Grade
 from coursekit.pg import free_port
@@ -83,6 +83,14 @@ def test_the_schema_is_valid_and_rejects_a_report_that_contradicts_itself():
     assert errors({**done, "verdict": "WAIT", "exit_code": 3}), "WAIT needs a waiting check"
     assert errors({**done, "verdict": "done"}), "verdicts are the terminal's words"
     assert errors({k: v for k, v in done.items() if k != "load_dag"}), "every field is required (null if unknown)"
+
+
+def test_reports_are_kept_next_to_the_grades_unless_told_otherwise(monkeypatch, tmp_path):
+    monkeypatch.delenv(REPORTS_ENV, raising=False)
+    assert reports_dir(REPO_ROOT) == REPO_ROOT / ".run" / "reports"
+    assert reports_dir(tmp_path) == tmp_path / ".run" / "reports"  # --grades-root: a private copy's own
+    monkeypatch.setenv(REPORTS_ENV, str(tmp_path / "elsewhere"))
+    assert reports_dir(REPO_ROOT) == tmp_path / "elsewhere"
 
 
 def test_cannot_check_from_the_command_line_writes_a_valid_report_kept_for_make_progress(tmp_path):
