@@ -11,9 +11,7 @@
 #   make check   - check a running grade against its Definition of done (GRADE=G3_Middle);
 #                  FAST=1 grades the DAG folder on a private, time-compressed copy instead
 #                  (DAGS_DIR=<folder> or SOLUTION=1 grades another folder). The last line says
-#                  DONE, NOT DONE, WAIT or CANNOT CHECK; make exits 2 for all but DONE.
-#                  JSON=<path> also writes the report as JSON (coursekit/checker/report.schema.json)
-#   make progress - every grade's last verdict, when, in which mode, what is left (from .run/reports/)
+#                  DONE, NOT DONE, WAIT or CANNOT CHECK; make exits 2 for all but DONE
 #   make test    - lint + the whole test suite without Docker (what CI runs first)
 #   make test-fast - lint + the tests not marked slow (the inner loop, a few minutes)
 #   make test-docker - the grades' real Docker stacks (tests/docker; needs a Docker engine, 9-18 min)
@@ -23,6 +21,9 @@
 #   make lock    - re-resolve constraints.txt from the names in pyproject.toml
 #   make sync-grades - write the files every grade copies from G0_Trainee (compose, env, image, dags/dwh,
 #                  solutions) and the self-test's rule queries from the warehouse contract (dwh/contract.py)
+#   make check ... JSON=<path> - also write the report as JSON (coursekit/checker/report.schema.json);
+#                  every check keeps its report under .run/reports/<grade>/ too
+#   make progress - every grade's last verdict, when, in which mode, what is left (read from .run/reports/)
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -68,10 +69,7 @@ loadtest: venv
 	$(PY) -m coursekit.loadtest --grade $(GRADE) $(ARGS)
 
 check: venv
-	$(if $(SOLUTION),DAGS_DIR=../solution/dags) $(PY) -m coursekit.checker --grade $(GRADE) $(if $(FAST),--fast) $(if $(JSON),--json $(JSON)) $(ARGS)
-
-progress: venv
-	$(PY) -m coursekit.progress $(ARGS)
+	$(if $(SOLUTION),DAGS_DIR=../solution/dags) $(PY) -m coursekit.checker --grade $(GRADE) $(if $(FAST),--fast) $(ARGS)
 
 airflow: venv
 	$(PY) -m coursekit.native airflow --grade $(GRADE) -- $(ARGS)
@@ -100,3 +98,9 @@ lock:
 
 clean:
 	rm -rf $(VENV) .venv-pgadmin .pytest_cache .ruff_cache *.egg-info
+
+# make check JSON=<path>: the checker's --json, added to ARGS (also when ARGS is given on the command line).
+check: override ARGS += $(if $(JSON),--json $(JSON))
+
+progress: venv
+	$(PY) -m coursekit.progress $(ARGS)

@@ -86,7 +86,7 @@ def left(report: dict[str, Any]) -> str:
         return report.get("summary", "")
     checks = report.get("checks", [])
     parts = []
-    for status, label in (("fail", "fails"), ("wait", "waits")):
+    for status, label in (("cannot", "cannot run"), ("fail", "fails"), ("wait", "waits")):
         names = [c["name"] for c in checks if c.get("status") == status]
         if names:
             more = f" and {len(names) - LEFT_SHOWN} more" if len(names) > LEFT_SHOWN else ""

@@ -64,7 +64,7 @@ def test_the_schema_is_valid_and_rejects_a_report_that_contradicts_itself():
         "own_dags_dir": True,
         "load_dag": "load_shops_to_dwh",
         "commit": None,
-        "counts": {"pass": 1, "fail": 0, "wait": 0},
+        "counts": {"pass": 1, "fail": 0, "wait": 0, "cannot": 0},
         "checks": [
             {
                 "item": "i",
@@ -79,7 +79,7 @@ def test_the_schema_is_valid_and_rejects_a_report_that_contradicts_itself():
     }
     assert errors(done) == []
     assert errors({**done, "exit_code": 1}), "DONE must exit 0"
-    assert errors({**done, "counts": {"pass": 0, "fail": 1, "wait": 0}}), "DONE with a failing check"
+    assert errors({**done, "counts": {"pass": 0, "fail": 1, "wait": 0, "cannot": 0}}), "DONE with a failing check"
     assert errors({**done, "verdict": "WAIT", "exit_code": 3}), "WAIT needs a waiting check"
     assert errors({**done, "verdict": "done"}), "verdicts are the terminal's words"
     assert errors({k: v for k, v in done.items() if k != "load_dag"}), "every field is required (null if unknown)"
@@ -230,3 +230,23 @@ def test_reports_of_done_wait_and_not_done_validate_and_render(airflow, g0_datab
     assert progress_main(["--reports-dir", str(kept)]) == 0
     write(reports["DONE"], tmp_path / "done.json")  # the file the CI job uploads
     assert errors(json.loads((tmp_path / "done.json").read_text(encoding="utf-8"))) == []
+
+
+def test_a_check_the_checker_could_not_run_is_a_cannot_row():
+    """The fast mode's one row when it cannot tell which DAG is the load (verdict CANNOT CHECK)."""
+    row = checks.CheckResult(
+        "the load DAG is found", "the folder's load DAG is recognisable", "CANNOT CHECK", "", "two"
+    )
+    report = build(
+        grade=Grade.named("G3_Middle"),
+        mode="fast",
+        results=[row],
+        exit_code=EXIT_CODES["CANNOT CHECK"],
+        why="two unrelated DAGs could be the load",
+        started_at=datetime.now(UTC),
+        duration_sec=3,
+        dags_dir=None,
+        load_dag=None,
+    )
+    assert errors(report) == [] and report["counts"]["cannot"] == 1 and report["checks"][0]["status"] == "cannot"
+    assert "| ⚠️ CANNOT |" in render(report) and "1 cannot" in render(report)

@@ -32,6 +32,9 @@ SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 KEEP_PER_GRADE = 100  # older reports of a grade are removed; each is a few KB
 REPORTS_ENV = "COURSEKIT_REPORTS_DIR"
+# A check's verdict -> its status in the report; "CANNOT CHECK" marks a row the checker could not run
+# (e.g. it cannot tell which DAG is the load), which makes the verdict CANNOT CHECK.
+STATUSES = {"PASS": "pass", "FAIL": "fail", "WAIT": "wait", "CANNOT CHECK": "cannot"}
 
 # The load DAG each mode chose, by DAG folder name ("yours" in a fast check); None: none was found.
 LOAD_DAGS: dict[str, str | None] = {}
@@ -68,7 +71,7 @@ def check_record(result: CheckResult, sources: Sequence[str]) -> dict[str, Any]:
     return {
         "item": result.item,
         "name": result.name,
-        "status": str(result.verdict).lower(),
+        "status": STATUSES.get(str(result.verdict), str(result.verdict).lower()),
         "expected": result.expected,
         "found": result.found,
         "hint": result.hint,
@@ -130,7 +133,7 @@ def build(
         "own_dags_dir": own,
         "load_dag": load_dag,
         "commit": _commit(root),
-        "counts": {status: sum(r["status"] == status for r in records) for status in ("pass", "fail", "wait")},
+        "counts": {status: sum(r["status"] == status for r in records) for status in STATUSES.values()},
         "checks": records,
     }
 

@@ -14,14 +14,19 @@ from pathlib import Path
 from typing import Any
 
 ICONS = {"DONE": "✅", "NOT DONE": "❌", "WAIT": "⏳", "CANNOT CHECK": "⚠️"}
-STATUS = {"fail": "❌ FAIL", "wait": "⏳ WAIT", "pass": "✅ PASS"}
-ORDER = {"fail": 0, "wait": 1, "pass": 2}
+STATUS = {"cannot": "⚠️ CANNOT", "fail": "❌ FAIL", "wait": "⏳ WAIT", "pass": "✅ PASS"}
+ORDER = {status: number for number, status in enumerate(STATUS)}
 
 
 def cell(text: str) -> str:
     """Text safe inside a Markdown table cell: pipes escaped, lines joined with <br>."""
     escaped = text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
     return "<br>".join(line.strip() for line in escaped.splitlines()) or " "
+
+
+def shown(status: str, counts: dict[str, int]) -> bool:
+    """pass, fail and wait always; cannot (a check the checker could not run) only when there is one."""
+    return status != "cannot" or counts.get(status, 0) > 0
 
 
 def render(report: dict[str, Any]) -> str:
@@ -34,7 +39,10 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"- mode: `{report['mode']}`; started {report['started_at']}, took {report['duration_sec']:.0f} s",
         f"- DAG folder: `{report.get('dags_dir') or 'unknown'}`; load DAG: `{report.get('load_dag') or 'none found'}`",
-        f"- checks: {counts.get('pass', 0)} pass, {counts.get('fail', 0)} fail, {counts.get('wait', 0)} wait",
+        "- checks: "
+        + ", ".join(
+            f"{counts.get(s, 0)} {s}" for s in ("pass", "fail", "wait", "cannot") if counts.get(s) or s != "cannot"
+        ),
         "",
     ]
     checks = sorted(report.get("checks", []), key=lambda c: ORDER.get(c["status"], 3))
