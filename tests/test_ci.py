@@ -322,3 +322,22 @@ def test_badges_are_pushed_per_grade_and_keep_the_grades_not_graded_this_time(fo
     unchanged = publish({"G3_Middle": "WAIT"})
     assert unchanged.returncode == 0 and "nothing changed" in unchanged.stderr
     assert len(git(origin, "log", "--format=%s", "badges").splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_a_job_on_the_untouched_starter_fails_with_the_table_of_checks(tmp_path):
+    """The real fast check of G3's starter (no load DAG: about 25 s): NOT DONE, the job fails, the summary
+    holds the report's table, the artifact's JSON follows the schema."""
+    import jsonschema
+
+    from coursekit.checker.results_json import SCHEMA_PATH
+
+    result, summary = check_grade(tmp_path, "--no-keep")
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "check_grade: G3_Middle: NOT DONE; the job fails"
+    report = json.loads((tmp_path / "G3_Middle.json").read_text(encoding="utf-8"))
+    jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    assert (report["mode"], report["own_dags_dir"], report["load_dag"]) == ("fast", True, None)
+    assert report["dags_dir"] == "G3_Middle/airflow_data/dags"
+    assert "| ❌ FAIL | dds.orders exists |" in summary
+    assert summary.count("\n| ") == 2 + len(report["checks"])
