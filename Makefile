@@ -20,7 +20,10 @@
 #   make images  - regenerate images/ from a real run (manual, ~5 min; commit the result)
 #   make lock    - re-resolve constraints.txt from the names in pyproject.toml
 #   make sync-grades - write the files every grade copies from G0_Trainee (compose, env, image, dags/dwh,
-#                  solutions) and the self-test's rule queries from the warehouse contract (dwh/contract.py)
+#                  solutions) and the self-test's rule queries from the warehouse contract (dwh/contract.py);
+#                  then make docs
+#   make docs    - rewrite every figure the docs quote (<!--fact:KEY--> markers, coursekit/docs/facts.py)
+#                  and every grade's Definition of done from the code and coursekit/docs/measured.json
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -30,7 +33,7 @@ GRADE ?= G0_Trainee
 AIRFLOW_VERSION := 3.3.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv test test-fast test-docker lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades
+.PHONY: help venv test test-fast test-docker lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades docs
 
 help:
 	@grep -E '^#   ' Makefile | sed 's/^#   //'
@@ -78,6 +81,11 @@ images: venv
 
 sync-grades: venv
 	$(PY) -m coursekit.sync
+	$(MAKE) --no-print-directory docs
+
+docs: venv
+	$(PY) -m coursekit.checker.definition --write
+	$(PY) -m coursekit.docs.facts --write
 
 bench: venv
 	$(PY) -m coursekit.bench.generator_bench
