@@ -14,6 +14,9 @@ keys, and when a figure is written by hand outside a marker. Keys:
     checks.<grade>.live | .fast      checks the grade prints, live and with FAST=1
     checks.fast_only                 checks only the fast mode runs
     checks.recent_runs               "the last N runs succeeded"
+    checks.commit_slack_sec, checks.history_margin_sec   the checker's margins (checks.py)
+    live.timeout_sec / live.timeout_min   how long the live check waits for a fresh run by default
+    reference.lookback_sec           lookback_sec of G0's pipeline.yaml
     fast.tick_sec.<grade>            seconds between the private shops' ticks with FAST=1
     fast.update_window_sec.<grade>   ... their update window, .delete_after_sec.<grade> their retention
     fast.clock_behind_min.<grade>    how far pg-shop-2's clock runs behind with FAST=1 (0: not skewed)
@@ -92,6 +95,27 @@ def _compose_facts(root: Path) -> dict[str, str]:
     return facts
 
 
+def _reference_facts(root: Path) -> dict[str, str]:
+    """G0's pipeline.yaml, and the live check's defaults the docs quote."""
+    import yaml
+
+    from coursekit.checker import checks
+
+    config = yaml.safe_load((root / "G0_Trainee/airflow_data/dags/pipeline.yaml").read_text(encoding="utf-8"))
+    out = {
+        "reference.lookback_sec": str(config["lookback_sec"]),
+        "checks.commit_slack_sec": str(checks.COMMIT_SLACK_SEC),
+        "checks.history_margin_sec": str(checks.HISTORY_MARGIN_SEC),
+    }
+    # The live check's --timeout default, as its parser states it (a key that vanishes fails the docs test).
+    main = (root / "coursekit/checker/__main__.py").read_text(encoding="utf-8")
+    timeout = re.search(r'"--timeout",[^)]*?default=(\d+)', main, re.S)
+    if timeout:
+        out["live.timeout_sec"] = timeout[1]
+        out["live.timeout_min"] = _minutes(int(timeout[1]))
+    return out
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:g}"
 
@@ -156,6 +180,7 @@ def _facts_cached(root: Path, measured_path: Path) -> dict[str, str]:
     facts["version.python.min"], facts["version.python.max"] = _python_range(root)
     facts.update({f"version.pkg.{name}": version for name, version in pins.items()})
     facts.update(_compose_facts(root))
+    facts.update(_reference_facts(root))
     for grade in GRADES:
         facts.update(_grade_facts(grade, root))
     facts.update({f"measured.{key}": _render(entry["value"]) for key, entry in measured(measured_path).items()})
@@ -281,7 +306,7 @@ def write(root: Path = REPO_ROOT, known: dict[str, str] | None = None) -> list[P
 # A number followed by a count of checks or a unit of time or size, in English or Russian, or "all N".
 LOOSE = re.compile(
     r"(?<![\w.])(?:all\s+\d+|все\s+\d+"
-    r"|\d[\d.,½]*(?:\s*[–-]\s*\d[\d.,½]*)?\s*(?:checks?|провер\w*"
+    r"|\d+(?:[.,]\d+)*½?(?:\s*[–-]\s*\d+(?:[.,]\d+)*½?)?\s*(?:checks?|провер\w*"
     r"|s|sec|seconds?|min|minutes?|h|hours?|ms|GB|MB|GiB|MiB|KB"
     r"|с|сек|секунд\w*|мин|минут\w*|ч|час\w*|мс|ГБ|МБ|КБ))(?![\w])",
     re.I,
