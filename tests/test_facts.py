@@ -23,8 +23,6 @@ KNOWN = docs_facts.facts()
 # Learner pages the hand-written-figure guard holds. A page still being rewritten is PENDING;
 # whoever converts it to markers removes it from here (then the guard holds it too).
 PENDING = {
-    "G0_Trainee/README.md",
-    "G0_Trainee/README_ru.md",
 }
 LEARNER_PAGES = [
     p
