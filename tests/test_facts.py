@@ -22,8 +22,7 @@ from coursekit.grade import GRADES, REPO_ROOT
 KNOWN = docs_facts.facts()
 # Learner pages the hand-written-figure guard holds. A page still being rewritten is PENDING;
 # whoever converts it to markers removes it from here (then the guard holds it too).
-PENDING = {
-}
+PENDING = {}
 LEARNER_PAGES = [
     p
     for p in docs_facts.pages()
