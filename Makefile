@@ -33,7 +33,7 @@ GRADE ?= G0_Trainee
 AIRFLOW_VERSION := 3.3.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv test test-fast test-docker lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades docs
+.PHONY: help venv test test-fast test-docker lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades
 
 help:
 	@grep -E '^#   ' Makefile | sed 's/^#   //'
@@ -83,6 +83,7 @@ sync-grades: venv
 	$(PY) -m coursekit.sync
 	$(MAKE) --no-print-directory docs
 
+.PHONY: docs
 docs: venv
 	$(PY) -m coursekit.checker.definition --write
 	$(PY) -m coursekit.docs.facts --write
