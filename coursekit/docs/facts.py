@@ -23,7 +23,8 @@ keys, and when a figure is written by hand outside a marker. Keys:
     fast.killed_run.<grade>          which run the fast mode kills in its merge (3, or 4 where shops never update)
     live.tick_sec.<grade>            the grade's shops (deploy/env/shop-1.env): TICK_INTERVAL_SEC
     live.update_window_sec.<grade>   UPDATE_NOT_OLDER_THAN_SEC (.update_window_min.<grade> in minutes)
-    live.delete_after_h.<grade>      DELETE_OLDER_THAN_SEC in hours; live.stop_after_h.<grade> likewise
+    live.delete_after_sec.<grade>    DELETE_OLDER_THAN_SEC (.delete_after_h.<grade> in hours);
+    live.stop_after_sec.<grade>      STOP_GENERATOR_AFTER_SEC (.stop_after_h.<grade> in hours)
     live.history_wait_min.<grade>    when the live check can decide "updated keys have more than one version"
     live.retention_wait_min.<grade>  when it can decide "rows the shops deleted are kept"
     exit.<VERDICT>                   the checker's exit code (exit.DONE, exit.NOT_DONE, exit.WAIT, exit.CANNOT_CHECK)
@@ -148,7 +149,9 @@ def _grade_facts(grade: str, root: Path) -> dict[str, str]:
         f"live.tick_sec.{grade}": shop["TICK_INTERVAL_SEC"],
         f"live.update_window_sec.{grade}": str(update_window),
         f"live.update_window_min.{grade}": _minutes(update_window),
+        f"live.delete_after_sec.{grade}": str(delete_after),
         f"live.delete_after_h.{grade}": f"{delete_after / 3600:g}",
+        f"live.stop_after_sec.{grade}": str(int(shop.get("STOP_GENERATOR_AFTER_SEC") or 0)),
         f"live.stop_after_h.{grade}": f"{int(shop.get('STOP_GENERATOR_AFTER_SEC') or 0) / 3600:g}",
         f"live.history_wait_min.{grade}": _minutes(update_window + checks.HISTORY_MARGIN_SEC),
         # check_deleted_rows_kept waits 120 s past the retention (checks.py; definition.words says the same)
