@@ -163,3 +163,16 @@ def test_no_hand_written_figures(page: Path):
         f" (python -m coursekit.docs.facts lists the keys): "
         + "; ".join(f"line {line}: {text!r}" for line, text in found)
     )
+
+
+def test_versions_come_from_one_constraints_file_per_python_too(tmp_path):
+    """Airflow publishes one constraints file per Python; the docs then quote the Docker images' Python's pins."""
+    (tmp_path / "Makefile").write_text("PYTHON_VERSIONS := 3.13 3.12 3.11\nDOCKER_PYTHON := 3.12\n", encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text('requires-python = ">=3.11,<3.14"\n', encoding="utf-8")
+    for minor, pandas in ((11, "3.1.0"), (12, "3.1.1"), (13, "3.1.2")):
+        (tmp_path / f"constraints-3.{minor}.txt").write_text(f"# pins\npandas=={pandas}\n", encoding="utf-8")
+    assert docs_facts._python_range(tmp_path) == ("3.11", "3.13")
+    assert docs_facts._versions_pinned(tmp_path)["pandas"] == "3.1.1"
+    (tmp_path / "Makefile").write_text("", encoding="utf-8")
+    assert docs_facts._python_range(tmp_path) == ("3.11", "3.13")  # pyproject's range
+    assert docs_facts._versions_pinned(tmp_path)["pandas"] == "3.1.0"  # the oldest Python's

@@ -59,9 +59,27 @@ PAGES = ("README*.md", "CHECKING*.md", "CONTRIBUTING*.md")
 SKIPPED = {".venv", ".venv-pgadmin", ".run", "node_modules", ".git"}
 
 
+def _makefile_value(root: Path, name: str) -> str | None:
+    match = re.search(rf"^{name}\s*:?=\s*(.+)$", (root / "Makefile").read_text(encoding="utf-8"), re.M)
+    return match[1].strip() if match else None
+
+
+def _constraints_file(root: Path) -> Path:
+    """constraints.txt, or (one file per Python, as Airflow publishes them) the Docker images' Python's."""
+    single = root / "constraints.txt"
+    if single.exists():
+        return single
+    per_python = sorted(root.glob("constraints-3.*.txt"), key=lambda p: int(p.stem.rsplit(".", 1)[1]))
+    if not per_python:
+        raise ValueError("no constraints.txt and no constraints-3.<minor>.txt")
+    docker = _makefile_value(root, "DOCKER_PYTHON")
+    chosen = [p for p in per_python if docker and p.name == f"constraints-{docker}.txt"]
+    return (chosen or per_python)[0]
+
+
 def _versions_pinned(root: Path) -> dict[str, str]:
     pins = {}
-    for line in (root / "constraints.txt").read_text(encoding="utf-8").splitlines():
+    for line in _constraints_file(root).read_text(encoding="utf-8").splitlines():
         name, sep, version = line.partition("==")
         if sep and not line.startswith("#"):
             pins[name.strip().lower()] = version.strip()
@@ -69,7 +87,12 @@ def _versions_pinned(root: Path) -> dict[str, str]:
 
 
 def _python_range(root: Path) -> tuple[str, str]:
-    """The oldest and newest Python minor version pyproject.toml accepts (">=3.11,<3.13" gives 3.11 and 3.12)."""
+    """The oldest and newest Python the course runs on: the Makefile's PYTHON_VERSIONS if it lists them,
+    else what pyproject.toml accepts (">=3.11,<3.13" gives 3.11 and 3.12)."""
+    listed = (_makefile_value(root, "PYTHON_VERSIONS") or "").split()
+    if listed:
+        ordered = sorted(listed, key=lambda v: tuple(int(part) for part in v.split(".")))
+        return ordered[0], ordered[-1]
     text = (root / "pyproject.toml").read_text(encoding="utf-8")
     spec = re.search(r'^requires-python\s*=\s*"([^"]+)"', text, re.M)
     if spec is None:
@@ -180,6 +203,8 @@ def _facts_cached(root: Path, measured_path: Path) -> dict[str, str]:
     facts.update({f"exit.{word.replace(' ', '_')}": str(code) for word, code in EXIT_CODES.items()})
     pins = _versions_pinned(root)
     facts["version.airflow"] = pins["apache-airflow"]
+    if _makefile_value(root, "AIRFLOW_VERSION") not in (None, pins["apache-airflow"]):
+        raise ValueError("Makefile's AIRFLOW_VERSION and the pinned apache-airflow differ")
     facts["version.python.min"], facts["version.python.max"] = _python_range(root)
     facts.update({f"version.pkg.{name}": version for name, version in pins.items()})
     facts.update(_compose_facts(root))
