@@ -18,9 +18,6 @@
 #   make bench   - benchmarks that print key=value figures
 #   make loadtest GRADE=G4_Senior ARGS="--short" - drive the shops harder, measure, write loadtest-report/
 #   make images  - regenerate images/ from a real run (manual, ~5 min; commit the result)
-#   make docs    - rewrite every figure the docs quote (<!--fact:KEY--> markers, coursekit/docs/facts.py)
-#                  and every grade's Definition of done, from the code and coursekit/docs/measured.json
-#                  (make sync-grades runs it too)
 #   make lock    - re-resolve constraints.txt from the names in pyproject.toml
 #   make sync-grades - write the files every grade copies from G0_Trainee (compose, env, image, dags/dwh,
 #                  solutions) and the self-test's rule queries from the warehouse contract (dwh/contract.py)
@@ -83,6 +80,10 @@ sync-grades: venv
 	$(PY) -m coursekit.sync
 	$(MAKE) --no-print-directory docs
 
+# (help text, listed by make help with the header's)
+#   make docs    - rewrite every figure the docs quote (<!--fact:KEY--> markers, coursekit/docs/facts.py)
+#                  and every grade's Definition of done, from the code and coursekit/docs/measured.json
+#                  (make sync-grades runs it too)
 .PHONY: docs
 docs: venv
 	$(PY) -m coursekit.checker.definition --write
