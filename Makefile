@@ -81,6 +81,16 @@ images: venv
 
 sync-grades: venv
 	$(PY) -m coursekit.sync
+	$(MAKE) --no-print-directory docs
+
+# (help text, listed by make help with the header's)
+#   make docs    - rewrite every figure the docs quote (<!--fact:KEY--> markers, coursekit/docs/facts.py)
+#                  and every grade's Definition of done, from the code and coursekit/docs/measured.json
+#                  (make sync-grades runs it too)
+.PHONY: docs
+docs: venv
+	$(PY) -m coursekit.checker.definition --write
+	$(PY) -m coursekit.docs.facts --write
 
 bench: venv
 	$(PY) -m coursekit.bench.generator_bench

@@ -20,6 +20,7 @@ from coursekit.grade import GRADES, REPO_ROOT
 from coursekit.pg import free_port
 
 PAIRS = [REPO_ROOT, *(REPO_ROOT / g for g in GRADES)]
+SHARED_PAGES = ("CHECKING", "CONTRIBUTING")  # the root's pages besides README, in both languages
 MARKER = re.compile(r"^\s*<!-- (walkthrough|docker-only|not-run: .+) -->\s*$")
 FENCE = re.compile(r"^\s*```(\w*)\s*$")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
@@ -28,6 +29,7 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 def readmes() -> list[Path]:
     skipped = {".venv", ".venv-pgadmin", ".run", "node_modules"}
     found = [p for p in REPO_ROOT.rglob("README*.md") if not skipped & set(p.parts)]
+    found += [p for name in SHARED_PAGES for p in REPO_ROOT.glob(f"{name}*.md")]
     return sorted(found)
 
 
@@ -62,6 +64,13 @@ def test_english_and_russian_readmes_have_the_same_structure(folder: Path):
     english, russian = folder / "README.md", folder / "README_ru.md"
     assert english.exists() and russian.exists(), f"{folder.name}: both README.md and README_ru.md are needed"
     assert parse(english)[0] == parse(russian)[0], f"{folder.name}: headings differ between the two languages"
+
+
+@pytest.mark.parametrize("name", SHARED_PAGES)
+def test_the_shared_pages_exist_in_both_languages_with_the_same_structure(name: str):
+    english, russian = REPO_ROOT / f"{name}.md", REPO_ROOT / f"{name}_ru.md"
+    assert english.exists() and russian.exists(), f"both {name}.md and {name}_ru.md are needed"
+    assert parse(english)[0] == parse(russian)[0], f"{name}: headings differ between the two languages"
 
 
 @pytest.mark.parametrize("readme", readmes(), ids=lambda p: str(p.relative_to(REPO_ROOT)))

@@ -11,7 +11,10 @@ Prints key=value figures:
   history" and "rows the shops deleted are kept" with the grade's env files
   (so the earliest possible live DONE), computed from the settings, not waited for.
 
-Usage: python -m coursekit.bench.grading_bench [--skip-live]
+With --record, a DONE fast verdict's time is written into coursekit/docs/measured.json as
+`fast_verdict_sec.<grade>` (with the machine's cores and load), and `make docs` carries it into the pages.
+
+Usage: python -m coursekit.bench.grading_bench [--grade G3_Middle] [--skip-live] [--record]
 """
 
 from __future__ import annotations
@@ -63,11 +66,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grade", default="G3_Middle")
     parser.add_argument("--skip-live", action="store_true", help="only the fast mode (no native stack)")
+    parser.add_argument("--record", action="store_true", help="write a DONE fast verdict's time to measured.json")
     options = parser.parse_args()
-    env = {**os.environ, "DAGS_DIR": "../solution/dags"}
+    # The grade's reference: solution/dags where the grade has one (G0's own DAGs are the reference).
+    solution = (REPO_ROOT / options.grade / "solution" / "dags").is_dir()
+    env = {**os.environ, **({"DAGS_DIR": "../solution/dags"} if solution else {})}
+    load_before = os.getloadavg()[0]
     seconds, last = timed(["-m", "coursekit.checker", "--grade", options.grade, "--fast"], env)
+    verdict = last.split(":")[0]
     print(f"fast_verdict_sec={seconds:.0f}")
-    print(f"fast_verdict={last.split(':')[0]}")
+    print(f"fast_verdict={verdict}")
+    if options.record and verdict == "DONE":
+        from coursekit.docs.facts import record_measured
+
+        record_measured(
+            f"fast_verdict_sec.{options.grade}",
+            round(seconds),
+            f"python -m coursekit.bench.grading_bench --grade {options.grade} --skip-live --record: make check"
+            f" FAST=1 on the grade's reference, start to last line; {os.cpu_count()} cores, load average"
+            f" {load_before:.1f} before, {os.getloadavg()[0]:.1f} after",
+        )
     shop = Grade.named(options.grade).generator_env("shop-1")
     history = int(shop.get("UPDATE_NOT_OLDER_THAN_SEC") or 0) + HISTORY_MARGIN_SEC
     retention = int(shop.get("DELETE_OLDER_THAN_SEC") or 0) + 120
