@@ -19,6 +19,17 @@ REFERENCE_DAGS = REPO_ROOT / "G0_Trainee" / "airflow_data" / "dags"
 if str(REFERENCE_DAGS) not in sys.path:
     sys.path.append(str(REFERENCE_DAGS))
 
-from dwh import config, contract, extract, load, merge, sqlfiles, staging, warehouse  # noqa: E402
+from dwh import config, contract, extract, load, merge, rules, sqlfiles, staging, warehouse  # noqa: E402
 
-__all__ = ["REFERENCE_DAGS", "config", "contract", "extract", "load", "merge", "sqlfiles", "staging", "warehouse"]
+__all__ = [
+    "REFERENCE_DAGS",
+    "config",
+    "contract",
+    "extract",
+    "load",
+    "merge",
+    "rules",
+    "sqlfiles",
+    "staging",
+    "warehouse",
+]

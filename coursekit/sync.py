@@ -193,7 +193,7 @@ def self_test_sql(text: str) -> str:
     The rules a learner runs in pgAdmin are then the very queries the checker and the
     tests run: one definition, rendered here for dds.orders.
     """
-    from coursekit.reference import REFERENCE_DAGS, config, contract
+    from coursekit.reference import REFERENCE_DAGS, config, contract, rules
 
     table = config.load_config(REFERENCE_DAGS / "pipeline.yaml").tables["orders"]
     first = int(re.search(r"-- contract:start: queries from (\d+)", text).group(1)) if "contract:start" in text else 0
@@ -201,7 +201,7 @@ def self_test_sql(text: str) -> str:
         raise SyncError(f"{SELF_TEST}: the markers '-- contract:start: queries from N' / '-- contract:end' are missing")
     queries = []
     for number, rule in enumerate(SELF_TEST_RULES, start=first):
-        statement = contract.rule_statement(rule, "orders", table).split("\n")
+        statement = rules.rule_statement(rule, "orders", table).split("\n")
         body = "\n".join(line for line in statement if not line.startswith("--"))
         queries.append(f"-- {number}. Should return no rows: {contract.SCD2_RULES[rule]}.\n{body}\n")
     return _RULES_BLOCK.sub(lambda m: m.group(1) + "\n" + "\n".join(queries) + "\n" + m.group(2), text)

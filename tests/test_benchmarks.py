@@ -34,7 +34,7 @@ SCD2_FIGURES = (
     "scd2_vs_naive_speedup",
     "batch_cost_growth_10k_to_1m",
 )
-MERGE_STEPS = ("classify", "close_changed", "insert_versions", "summary", "commit")
+MERGE_STEPS = ("classify_scd2", "close_changed", "insert_versions", "summary", "commit")
 
 
 def run_benchmark(module: str, tmp_path: Path, *args: str) -> dict[str, str]:

@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from dwh.config import PipelineConfigError, Source, load_config, parse_config
-from dwh.contract import compare_with_source, violations
 from dwh.extract import extract_to_parquet
-from dwh.load import load_stg
+from dwh.load import copy_to_stg
 from dwh.merge import merge_into_dds
+from dwh.rules import compare_with_source, violations
 from dwh.staging import batch_path
 from dwh.warehouse import create_schemas, ensure_tables
 
@@ -83,7 +83,7 @@ class Loader:
             batch = extract_to_parquet(
                 src, dwh, name, table, source, lookback_sec=self.config.lookback_sec, run_id=run_id, path=path
             )
-            load_stg(dwh, name, table, [batch])
+            copy_to_stg(dwh, name, table, [batch])
             return merge_into_dds(dwh, name, table, run_id)
 
     def history(self, customer_id: int) -> list[tuple]:

@@ -23,7 +23,7 @@ from support import airflow_conn, dds_snapshot, generator_env, run_generator, st
 
 from coursekit.grade import Grade
 from dwh.config import load_config
-from dwh.contract import compare_with_source, violations
+from dwh.rules import compare_with_source, violations
 
 G0 = Grade.named("G0_Trainee")
 TABLES = ["customers", "products", "orders"]

@@ -31,9 +31,9 @@ from coursekit.checker.stack import GradeStack
 from coursekit.checker.wap_checks import g4_plan
 from coursekit.grade import Grade
 from dwh.config import PipelineConfigError, load_config, parse_config
-from dwh.contract import violations
 from dwh.extract import extract_to_parquet
-from dwh.load import load_stg
+from dwh.load import copy_to_stg
+from dwh.rules import violations
 from dwh.staging import batch_path
 from dwh.warehouse import create_schemas, ensure_tables
 from wap.audit import AuditThresholdExceeded, audit_batch, ensure_audit_tables, publish
@@ -121,7 +121,7 @@ class Wap:
                 batch = extract_to_parquet(
                     src, dwh, name, table, source, lookback_sec=self.config.lookback_sec, run_id=run_id, path=path
                 )
-                load_stg(dwh, name, table, [batch])
+                copy_to_stg(dwh, name, table, [batch])
                 audit_batch(dwh, self.config, name, run_id)
                 published[name] = publish(dwh, self.config, name, run_id)
         return published

@@ -13,7 +13,7 @@ afterwards):
    code: `load_stg` (Parquet -> CSV -> COPY into the unlogged stg, which holds
    the previous run's batch of the same keys, as in steady state) and
    `merge_into_dds`, on psycopg 3 connections in autocommit mode as the DAG's;
-   the merge's time is split by statement (`merge_classify_s`,
+   the merge's time is split by statement (`merge_classify_scd2_s`,
    `merge_close_changed_s`, `merge_insert_versions_s`, `merge_summary_s`, and
    `merge_commit_s`), which add up to `scd2_merge_s`;
 2. the physical limit: the same Parquet file through the same CSV path
@@ -66,7 +66,7 @@ import psycopg
 from psycopg import sql
 
 from coursekit.pg import EmbeddedPostgres, PostgresSpec, free_port
-from coursekit.reference import config, contract, load, merge, sqlfiles, staging, warehouse
+from coursekit.reference import config, contract, load, merge, rules, sqlfiles, staging, warehouse
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -511,7 +511,7 @@ def verify(conn, expected: Expected, counts: dict[str, int], *, whole_contract: 
     if stale:
         raise BenchmarkError(f"{stale} batch rows are not the current version of their key in dds")
     if whole_contract:
-        broken = {rule: rows for rule, rows in contract.violations(conn, NAME, TABLE).items() if rows}
+        broken = {rule: rows for rule, rows in rules.violations(conn, NAME, TABLE).items() if rows}
         if broken:
             raise BenchmarkError(f"warehouse contract broken: {broken}")
 
@@ -519,7 +519,7 @@ def verify(conn, expected: Expected, counts: dict[str, int], *, whole_contract: 
 # -- the loads -------------------------------------------------------------------------
 
 
-MERGE_STEPS = ("classify", "close_changed", "insert_versions", "summary", "commit")
+MERGE_STEPS = ("classify_scd2", "close_changed", "insert_versions", "summary", "commit")
 
 
 @dataclass
@@ -539,7 +539,7 @@ class Timing:
 def scd2_load(conn, batch_file: Path) -> tuple[Timing, dict[str, int]]:
     """The reference pipeline's load task and merge task, back to back, as a DAG runs them."""
     started = time.perf_counter()
-    load.load_stg(conn, NAME, TABLE, [{"src_id": SRC_ID, "path": str(batch_file)}])
+    load.copy_to_stg(conn, NAME, TABLE, [{"src_id": SRC_ID, "path": str(batch_file)}])
     staged = time.perf_counter()
     steps: dict[str, float] = {}
     counts = merge.merge_into_dds(conn, NAME, TABLE, RUN_ID, timings=steps)

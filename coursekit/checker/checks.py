@@ -26,7 +26,7 @@ from typing import Any
 from psycopg2 import sql
 
 from coursekit.checker.stack import GradeStack, Shop, SourceTable
-from coursekit.reference import config, contract
+from coursekit.reference import config, contract, rules
 
 PASS, FAIL, WAIT = "PASS", "FAIL", "WAIT"
 OPEN_END = contract.OPEN_END
@@ -254,7 +254,7 @@ def check_unique_keys(ctx: Context) -> Iterable[CheckResult]:
                 "a re-run or an overlapping window loaded rows twice: upsert on (key, src_id)"
                 " (insert ... on conflict do update), or replace the batch's keys in one transaction"
             )
-        rule_sql = contract.rule_statement(rule, table.name, _shape(ctx, table)).rstrip(";")
+        rule_sql = rules.rule_statement(rule, table.name, _shape(ctx, table)).rstrip(";")
         bad = ctx.query(sql.SQL("select * from ({}\n) as broken limit 5").format(sql.SQL(rule_sql)))
         yield CheckResult(
             "no duplicates", f"dds.{table.name}: {name}", not bad, expected, _keys(bad) or "ok", hint if bad else ""
@@ -339,7 +339,7 @@ def _values(ctx: Context, table: SourceTable, shape: config.Table) -> CheckResul
     name = f"dds.{table.name}: current values equal the source"
     compared, different = 0, []
     for shop in ctx.stack.shops:
-        result = contract.compare_with_source(
+        result = rules.compare_with_source(
             ctx.shops[shop.name],
             ctx.dwh,
             table.name,
@@ -430,7 +430,7 @@ SCD2_CHECKS = {
 
 def check_scd2_rules(ctx: Context) -> Iterable[CheckResult]:
     for table in _present(ctx):
-        found = contract.violations(ctx.dwh, table.name, _shape(ctx, table), own_transaction=ctx.own_transaction)
+        found = rules.violations(ctx.dwh, table.name, _shape(ctx, table), own_transaction=ctx.own_transaction)
         for rule, (expected, hint) in SCD2_CHECKS.items():
             bad = found.get(rule, [])
             shown = _keys(bad)

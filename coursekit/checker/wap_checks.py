@@ -22,7 +22,7 @@ from psycopg2 import sql
 from coursekit.checker import checks
 from coursekit.checker.checks import WAIT, Check, CheckResult, Context, _dds, _keys, _present, _shape
 from coursekit.checker.stack import SourceTable
-from coursekit.reference import contract
+from coursekit.reference import rules
 
 LATENCY_LIMIT_SEC = 300  # created_at -> load_dttm, 95th percentile
 LATENCY_WINDOW = "1 hour"  # rows created this recently are measured
@@ -188,7 +188,7 @@ def check_published_or_held(ctx: Context) -> Iterable[CheckResult]:
         held = _held_keys(ctx, table)
         compared, lost, stale, kept = 0, [], [], 0
         for shop in ctx.stack.shops:
-            result = contract.compare_with_source(
+            result = rules.compare_with_source(
                 ctx.shops[shop.name],
                 ctx.dwh,
                 table.name,

@@ -82,10 +82,10 @@ def extract(table_name: str, src_id: str) -> dict:
 @task
 def load_stg(table_name: str, batches: list[dict]) -> int:
     """Write: each shop's batch replaces its rows in stg.<table> (COPY, one transaction per shop)."""
-    from dwh.load import load_stg as copy_batches
+    from dwh.load import copy_to_stg
 
     with connect(CONFIG.dwh_conn_id) as dwh:
-        return copy_batches(dwh, table_name, CONFIG.tables[table_name], batches)
+        return copy_to_stg(dwh, table_name, CONFIG.tables[table_name], batches)
 
 
 @task

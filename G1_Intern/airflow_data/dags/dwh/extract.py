@@ -37,10 +37,9 @@ def read_watermark(dwh_conn: psycopg.Connection, name: str, table: Table, source
     """Newest `increment_column` value of this source in dds (None before the first load)."""
     statement = compose(
         "extract",
-        "watermark",
+        "watermark_scd2" if table.scd2 else "watermark_plain",
         dds_table=sql.Identifier("dds", name),
         increment=sql.Identifier(table.increment_column),
-        current_filter=compose("extract", "current_filter") if table.scd2 else sql.SQL(""),
     )
     (watermark,) = dwh_conn.execute(statement, {"src_id": source.src_id}).fetchone()
     return watermark

@@ -39,10 +39,6 @@ def merge_parts(name: str, table: Table) -> dict[str, sql.Composable]:
         "current_values": ident_list(values, "c"),
         "value_columns": ident_list(values),
         "merge_values": ident_list(values, "m"),
-        # SCD2 tables compare a batch row with its key's current version only.
-        "current_filter": compose("merge", "current_filter") if table.scd2 else sql.SQL(""),
-        # Tables without history have no versions: their rows carry no start time.
-        "current_eff_from": sql.SQL("c.eff_from_dttm" if table.scd2 else "null::timestamptz"),
     }
 
 
@@ -55,7 +51,10 @@ def merge_into_dds(
     where a merge's time goes (`make bench` prints it).
     """
     parts = merge_parts(name, table)
-    steps = ["classify", *(("close_changed", "insert_versions") if table.scd2 else ("update_changed", "insert_new"))]
+    if table.scd2:
+        steps = ["classify_scd2", "close_changed", "insert_versions"]
+    else:
+        steps = ["classify_plain", "update_changed", "insert_new"]
     params = {"run_id": run_id}
     seconds = {} if timings is None else timings
     with dwh_conn.transaction(), dwh_conn.cursor() as cur:

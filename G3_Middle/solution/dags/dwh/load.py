@@ -68,7 +68,7 @@ def copy_into(cur: psycopg.Cursor, target: sql.Composable, columns: list[str], b
         copy.write(to_csv(batch))
 
 
-def load_stg(dwh_conn: psycopg.Connection, name: str, table: Table, batches: list[dict]) -> int:
+def copy_to_stg(dwh_conn: psycopg.Connection, name: str, table: Table, batches: list[dict]) -> int:
     """For each source: delete its old batch and COPY the new one, in one transaction."""
     stg_table = sql.Identifier("stg", name)
     columns = [*table.columns, *STG_COLUMNS]

@@ -1,7 +1,6 @@
 -- The warehouse contract as queries: each returns the rows that break a rule,
 -- so an empty result means the rule holds. Used by the tests, the checker and the
--- self-test SQL; {open_end} is contract.OPEN_END. `current_filter` is a fragment:
--- SCD2 tables compare only a key's current version with the source.
+-- self-test SQL; {open_end} is contract.OPEN_END.
 
 -- name: current_version_count
 -- Exactly one current version per key.
@@ -73,13 +72,14 @@ where eff_from_dttm <> date_trunc('second', {increment});
 -- Tables without history: one row per key.
 select {key}, src_id, count(*) from {dds_table} group by {key}, src_id having count(*) > 1;
 
--- name: current_rows
--- The values the warehouse holds now for one shop.
-select {columns} from {dds_table} where src_id = %(src_id)s {current_filter} order by {key};
+-- name: current_rows_scd2
+-- The values the warehouse holds now for one shop: its current versions.
+select {columns} from {dds_table} where src_id = %(src_id)s and eff_to_dttm = {open_end} order by {key};
+
+-- name: current_rows_plain
+-- The values the warehouse holds now for one shop (no history: every row).
+select {columns} from {dds_table} where src_id = %(src_id)s order by {key};
 
 -- name: source_rows
 -- Source rows the shop can no longer change: created before %(stable_before)s.
 select {columns} from {source_table} where {increment} < %(stable_before)s order by {key};
-
--- name: current_filter
-and eff_to_dttm = {open_end}

@@ -1,13 +1,14 @@
 -- Reading a batch from a source. Names in {braces} are quoted identifiers;
 -- values are %(parameters)s sent separately by the driver.
 
--- name: watermark
--- The newest row of this source the warehouse already holds. `current_filter`
--- (SCD2 tables) asks current versions only, which an index holds apart.
-select max({increment}) from {dds_table} where src_id = %(src_id)s {current_filter};
+-- name: watermark_scd2
+-- The newest row of this source the warehouse already holds. SCD2 tables ask
+-- their current versions only, which an index holds apart.
+select max({increment}) from {dds_table} where src_id = %(src_id)s and eff_to_dttm = {open_end};
 
--- name: current_filter
-and eff_to_dttm = {open_end}
+-- name: watermark_plain
+-- The same for tables without history: every row is current.
+select max({increment}) from {dds_table} where src_id = %(src_id)s;
 
 -- name: source_clock
 -- "Now" on the source, to the second, in the same snapshot as the batch below:

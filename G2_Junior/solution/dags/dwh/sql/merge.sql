@@ -1,9 +1,10 @@
 -- Merging this run's batch from stg into dds, set-based, in one transaction.
 -- Names in {braces} are quoted identifiers; values are %(parameters)s; {open_end} is
--- contract.OPEN_END. `current_filter` is a fragment: in SCD2 tables, a key's current
--- version is the one that ends at the open end.
+-- contract.OPEN_END. SCD2 tables and tables without history differ from the first
+-- statement on, so each kind has its own: classify_scd2, close_changed and
+-- insert_versions; classify_plain, update_changed and insert_new.
 
--- name: classify
+-- name: classify_scd2
 -- Compare every batch row with the key's current dds row and keep the rows that
 -- need writing: new keys and changed ones. IS DISTINCT FROM is the NULL-safe
 -- "<>": NULL vs NULL is equal, NULL vs 'x' is a change. Unchanged rows, often
@@ -18,7 +19,7 @@ select
         -- A key's first version starts when the shop created the row.
         when c.{key} is null then date_trunc('second', b.{increment})
         -- A change starts when it was seen, and always after the version it replaces.
-        else greatest(b.extracted_dttm, {current_eff_from} + interval '1 second')
+        else greatest(b.extracted_dttm, c.eff_from_dttm + interval '1 second')
     end as eff_from_dttm
 from {stg_table} as b
 -- For each batch row, its key's current row, found through the unique index in
@@ -33,7 +34,26 @@ left join lateral (
     from {dds_table} as c
     where c.{key} = b.{key}
         and c.src_id = b.src_id
-        {current_filter}
+        and c.eff_to_dttm = {open_end}
+    limit 1
+) as c on true
+where b.load_run_id = %(run_id)s
+    and (c.{key} is null or ({batch_values}) is distinct from ({current_values}));
+
+-- name: classify_plain
+-- Tables without history: as classify_scd2, against the key's only row, and
+-- without version times (a changed row is overwritten in place).
+create temporary table merge_batch on commit drop as
+select
+    {batch_columns},
+    b.src_id,
+    case when c.{key} is null then 'new' else 'changed' end as change
+from {stg_table} as b
+left join lateral (
+    select *
+    from {dds_table} as c
+    where c.{key} = b.{key}
+        and c.src_id = b.src_id
     limit 1
 ) as c on true
 where b.load_run_id = %(run_id)s
@@ -81,6 +101,3 @@ union all
 select 'unchanged', count(*) - (select count(*) from merge_batch)
 from {stg_table}
 where load_run_id = %(run_id)s;
-
--- name: current_filter
-and c.eff_to_dttm = {open_end}
