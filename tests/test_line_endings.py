@@ -29,6 +29,7 @@ INIT_SCRIPT = "deploy/initdb/01-readonly-role.sh"
 # What runs or is read inside Linux: these must be LF in every checkout.
 LINUX_READ = (".sh", ".env", ".sql", ".py", ".yml", ".yaml", ".json", ".txt", ".toml", ".cfg", ".conf", ".ini")
 LINUX_READ_NAMES = ("Dockerfile", "Makefile", "pgpass", ".airflowignore", "run")
+RUNTIME = shutil.ignore_patterns("generator_app_data", "logs", "staging", "__pycache__", ".env")
 
 
 def crlf_clone(destination: Path) -> Path:
@@ -112,7 +113,7 @@ def test_a_crlf_clone_has_lf_files_and_its_shop_gets_the_read_only_role(tmp_path
 def test_the_old_crlf_init_script_is_refused_natively_with_its_fix(tmp_path):
     """What a clone made before .gitattributes (or an editor saving CRLF) has: a clear error, no half-made shop."""
     grades = tmp_path / "grades"
-    shutil.copytree(REPO_ROOT / "G0_Trainee", grades / "G0_Trainee", ignore=shutil.ignore_patterns("airflow_data"))
+    shutil.copytree(REPO_ROOT / "G0_Trainee", grades / "G0_Trainee", ignore=RUNTIME)
     script = grades / "G0_Trainee" / INIT_SCRIPT
     script.write_bytes(script.read_bytes().replace(b"\n", b"\r\n"))
     stack = NativeStack(Grade.named("G0_Trainee", grades), tmp_path / ".run")
@@ -155,7 +156,7 @@ def test_a_failing_init_script_fails_every_start_until_it_is_fixed(g0, tmp_path)
 def test_make_run_stops_when_a_shop_is_not_healthy_after_its_init(tmp_path):
     """A script that exits 0 but creates no role: compose's healthcheck, run natively, names the shop."""
     grades = tmp_path / "grades"
-    shutil.copytree(REPO_ROOT / "G0_Trainee", grades / "G0_Trainee", ignore=shutil.ignore_patterns("airflow_data"))
+    shutil.copytree(REPO_ROOT / "G0_Trainee", grades / "G0_Trainee", ignore=RUNTIME)
     (grades / "G0_Trainee" / INIT_SCRIPT).write_text("echo 'creates nothing'\n")
     run_dir = tmp_path / ".run"
     env = {**os.environ, "PGADMIN": "0"}
