@@ -73,7 +73,7 @@ def check_python(root: Path, version: str | None = None, has_venv: bool | None =
     accepted = supported_versions(root)
     if version not in accepted:
         finder = subprocess.run(
-            ["sh", str(root / "coursekit" / "find_python.sh"), " ".join(accepted)],
+            ["/bin/sh", str(root / "coursekit" / "find_python.sh"), " ".join(accepted)],
             capture_output=True,
             text=True,
             timeout=60,
