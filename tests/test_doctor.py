@@ -42,7 +42,7 @@ def line(output: str, name: str) -> str:
     """The report line of check `name` and its fix line."""
     lines = output.splitlines()
     for index, text in enumerate(lines):
-        if text[6:].startswith(name + " ") or text[6:] == name:
+        if text[8:].startswith(name + " ") or text[8:] == name:
             fix = lines[index + 1] if index + 1 < len(lines) and "fix:" in lines[index + 1] else ""
             return text + "\n" + fix
     raise AssertionError(f"no {name} line in:\n{output}")
@@ -176,10 +176,14 @@ def test_the_stdlib_port_reader_agrees_with_the_compose_loader(monkeypatch):
     """Before `make venv` there is no PyYAML: the fallback must find the same ports in every grade."""
     import importlib.util
 
+    real_find_spec = importlib.util.find_spec
+
+    def without_yaml(name: str, *args: object):
+        return None if name == "yaml" else real_find_spec(name, *args)
+
     for grade in ("G0_Trainee", "G4_Senior"):
         deploy = REPO_ROOT / grade / "deploy"
         with_yaml = doctor.grade_ports(deploy)
-        real_find_spec = importlib.util.find_spec
-        monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "yaml" else real_find_spec(n, *a))
+        monkeypatch.setattr(importlib.util, "find_spec", without_yaml)
         assert sorted(doctor.grade_ports(deploy)) == sorted(with_yaml) and len(with_yaml) == 5
         monkeypatch.undo()
