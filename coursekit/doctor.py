@@ -107,10 +107,7 @@ def free_disk_mb(path: Path) -> int:
 def check_disk(root: Path, docker: bool) -> Check:
     needed = DATA_MB
     parts = [f"{DATA_MB} MB for data"]
-    if docker:
-        needed += DOCKER_IMAGES_MB
-        parts.append(f"{DOCKER_IMAGES_MB} MB for the Docker images")
-    else:
+    if not docker:
         if not (root / ".venv" / ".installed").exists():
             needed += VENV_MB
             parts.append(f"{VENV_MB} MB for .venv")
@@ -120,9 +117,25 @@ def check_disk(root: Path, docker: bool) -> Check:
     free = free_disk_mb(root)
     detail = f"{free} MB free on {root}; needs {needed} MB ({', '.join(parts)})"
     if free < needed:
-        where = "the disk Docker keeps its images on (Docker Desktop: Settings > Resources)" if docker else "this disk"
-        return Check("disk", FAIL, detail, f"free {needed - free} MB or more on {where}, or clone elsewhere")
+        return Check("disk", FAIL, detail, f"free {needed - free} MB or more on this disk, or clone elsewhere")
     return Check("disk", PASS, detail)
+
+
+def check_docker_disk() -> Check:
+    """Room for the images where the engine keeps them (Linux: /var/lib/docker; Docker Desktop: its VM's disk)."""
+    info = _run("docker", "info", "--format", "{{.DockerRootDir}}")
+    root = Path(info.stdout.strip()) if info is not None and info.returncode == 0 and info.stdout.strip() else None
+    if root is None or not root.exists():
+        return Check(
+            "docker disk",
+            PASS,
+            f"the engine keeps images in its own VM ({root}); it needs ~{DOCKER_IMAGES_MB} MB there",
+        )
+    free = free_disk_mb(root)
+    detail = f"{free} MB free on {root}; the images need ~{DOCKER_IMAGES_MB} MB"
+    if free < DOCKER_IMAGES_MB:
+        return Check("docker disk", FAIL, detail, f"free {DOCKER_IMAGES_MB - free} MB there (`docker system prune`)")
+    return Check("docker disk", PASS, detail)
 
 
 def available_memory_mb() -> int | None:
@@ -296,7 +309,7 @@ def check_ports(root: Path, grade: str, docker: bool) -> list[Check]:
             checks.append(Check(f"port {port}", PASS, f"free for {service}"))
             continue
         pid, holder = port_holder(port)
-        ours = pid in own or (pid is not None and _is_own_postgres(pid, root / ".run" / grade))
+        ours = pid is not None and _is_own(pid, own, root / ".run" / grade)
         if ours:
             fix = f"it is already running: `make status GRADE={grade}`, or `make stop GRADE={grade}` first"
             checks.append(Check(f"port {port}", FAIL, f"{service}: held by this grade's own `make run`", fix))
@@ -310,11 +323,15 @@ def check_ports(root: Path, grade: str, docker: bool) -> list[Check]:
     return checks
 
 
-def _is_own_postgres(pid: int, run_dir: Path) -> bool:
+def _is_own(pid: int, own: set[int], run_dir: Path) -> bool:
+    """A process `make run` of this grade started (or a child of one), or one of its PostgreSQL servers."""
     try:
         import psutil
 
-        return str(run_dir) in " ".join(psutil.Process(pid).cmdline())
+        process = psutil.Process(pid)
+        if {pid, *(p.pid for p in process.parents())} & own:
+            return True
+        return str(run_dir) in " ".join(process.cmdline())
     except Exception:
         return False
 
@@ -406,6 +423,7 @@ def run_checks(root: Path, grade: str, docker: bool, fast: bool) -> list[Check]:
             checks.append(Check("docker", SKIP, "not checked by the fast part"))
         else:
             checks += check_docker()
+            checks.append(check_docker_disk())
         checks.append(check_airflow_uid(root / grade / "deploy"))
     else:
         checks.append(check_memory(available_memory_mb()))

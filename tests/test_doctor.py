@@ -146,6 +146,8 @@ def test_docker_checks_and_docker_memory(env, tmp_path):
     small = run_doctor({**env, "COURSEKIT_DOCTOR_MEMORY_MB": "1500"}, "--docker", "--root", str(root))
     assert small.returncode == 1 and line(small.stdout, "docker memory").startswith("  FAIL"), small.stdout
     assert "Settings > Resources > Memory" in small.stdout
+    full = run_doctor({**env, "COURSEKIT_DOCTOR_FREE_DISK_MB": "3000"}, "--docker", "--root", str(root))
+    assert full.returncode == 1 and line(full.stdout, "docker disk").startswith("  FAIL"), full.stdout
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def interpreter(version: str) -> Path:
 def fake_bin(tmp_path: Path, **links: Path) -> Path:
     """A folder holding only the given interpreters, e.g. python3=<3.10>: what PATH offers make."""
     folder = tmp_path / "bin"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for name, target in links.items():
         (folder / name.replace("_", ".")).symlink_to(target)
     return folder
@@ -180,6 +180,9 @@ def test_make_run_on_a_fresh_crlf_clone_with_python_3_13_and_with_3_12(tmp_path)
             assert reader_logs_in(clone, ports["PG_SHOP_1_PORT"]), "shop_reader logs in to the CRLF clone's shop"
             if pgadmin == "1":
                 assert f"http://localhost:{ports['PGADMIN_PORT']}" in run.stdout, run.stdout[-2000:]
+                # A second start is stopped by the doctor: the ports are held by this grade's own stack.
+                again = subprocess.run([MAKE, "-C", str(clone), "run"], env=env, capture_output=True, text=True)
+                assert again.returncode != 0 and "held by this grade's own `make run`" in again.stdout, again.stdout
         finally:
             stop = subprocess.run([MAKE, "-C", str(clone), "stop"], env=env, capture_output=True, text=True)
         assert stop.returncode == 0, stop.stderr
