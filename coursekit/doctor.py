@@ -104,6 +104,14 @@ def free_disk_mb(path: Path) -> int:
     return int(override) if override else shutil.disk_usage(path).free // 2**20
 
 
+def _pgadmin_enabled() -> bool:
+    try:
+        from coursekit.native.pgadmin import enabled
+    except ImportError:  # fcntl: not on Windows itself, which check_platform reports
+        return True
+    return enabled()
+
+
 def check_disk(root: Path, docker: bool) -> Check:
     needed = DATA_MB
     parts = [f"{DATA_MB} MB for data"]
@@ -111,7 +119,7 @@ def check_disk(root: Path, docker: bool) -> Check:
         if not (root / ".venv" / ".installed").exists():
             needed += VENV_MB
             parts.append(f"{VENV_MB} MB for .venv")
-        if not (root / ".venv-pgadmin" / ".installed").exists():
+        if not (root / ".venv-pgadmin" / ".installed").exists() and _pgadmin_enabled():
             needed += PGADMIN_VENV_MB
             parts.append(f"{PGADMIN_VENV_MB} MB for .venv-pgadmin (PGADMIN=0 skips it)")
     free = free_disk_mb(root)

@@ -134,6 +134,8 @@ def test_low_disk_fails_with_what_needs_the_space(env, tmp_path):
     report = line(result.stdout, "disk")
     assert report.startswith("  FAIL") and "for .venv" in report and "for .venv-pgadmin" in report, report
     assert "700 MB free" in report
+    without_pgadmin = run_doctor({**env, "COURSEKIT_DOCTOR_FREE_DISK_MB": "700", "PGADMIN": "0"}, "--root", str(root))
+    assert ".venv-pgadmin" not in line(without_pgadmin.stdout, "disk"), "PGADMIN=0 installs no pgAdmin"
 
 
 def test_docker_checks_and_docker_memory(env, tmp_path):
