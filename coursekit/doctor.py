@@ -72,14 +72,9 @@ def check_python(root: Path, version: str | None = None, has_venv: bool | None =
     version = version or f"{sys.version_info[0]}.{sys.version_info[1]}"
     accepted = supported_versions(root)
     if version not in accepted:
-        finder = subprocess.run(
-            ["/bin/sh", str(root / "coursekit" / "find_python.sh"), " ".join(accepted)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        fix = finder.stderr.strip() or f"install Python {' or '.join(reversed(accepted))}"
-        if finder.returncode == 0:
+        finder = _run("/bin/sh", str(root / "coursekit" / "find_python.sh"), " ".join(accepted))
+        fix = (finder.stderr.strip() if finder else "") or f"install Python {' or '.join(reversed(accepted))}"
+        if finder is not None and finder.returncode == 0:
             fix = f"make would use {finder.stdout.strip()}: run `make doctor` rather than this interpreter"
         return Check("python", FAIL, f"Python {version} is not one the course runs on ({', '.join(accepted)})", fix)
     in_venv = sys.prefix != getattr(sys, "base_prefix", sys.prefix)
