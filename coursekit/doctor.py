@@ -299,9 +299,19 @@ def port_taken(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def grade_folders(root: Path) -> Path:
+    """Where the grade folders are: COURSEKIT_GRADES_ROOT as for `make run` (the tests' copies), else the checkout."""
+    return Path(os.environ.get("COURSEKIT_GRADES_ROOT") or root)
+
+
+def run_folder(root: Path) -> Path:
+    """Where `make run` keeps its state: COURSEKIT_RUN_DIR as for `make run`, else .run/ of the checkout."""
+    return Path(os.environ.get("COURSEKIT_RUN_DIR") or root / ".run")
+
+
 def check_ports(root: Path, grade: str, docker: bool) -> list[Check]:
-    deploy_dir = root / grade / "deploy"
-    state_file = root / ".run" / grade / "state.json"
+    deploy_dir = grade_folders(root) / grade / "deploy"
+    state_file = run_folder(root) / grade / "state.json"
     try:
         own = set(json.loads(state_file.read_text(encoding="utf-8")).get("pids", {}).values())
     except (OSError, ValueError):
@@ -312,7 +322,7 @@ def check_ports(root: Path, grade: str, docker: bool) -> list[Check]:
             checks.append(Check(f"port {port}", PASS, f"free for {service}"))
             continue
         pid, holder = port_holder(port)
-        ours = pid is not None and _is_own(pid, own, root / ".run" / grade)
+        ours = pid is not None and _is_own(pid, own, run_folder(root) / grade)
         if ours:
             fix = f"it is already running: `make status GRADE={grade}`, or `make stop GRADE={grade}` first"
             checks.append(Check(f"port {port}", FAIL, f"{service}: held by this grade's own `make run`", fix))
@@ -427,7 +437,7 @@ def run_checks(root: Path, grade: str, docker: bool, fast: bool) -> list[Check]:
         else:
             checks += check_docker()
             checks.append(check_docker_disk())
-        checks.append(check_airflow_uid(root / grade / "deploy"))
+        checks.append(check_airflow_uid(grade_folders(root) / grade / "deploy"))
     else:
         checks.append(check_memory(available_memory_mb()))
     checks += check_ports(root, grade, docker)
