@@ -1,5 +1,9 @@
 # One entry point for learners and contributors. Everything runs from the repo's
-# own virtualenv (.venv), created on first use from the pins in constraints.txt.
+# own virtualenv (.venv), created on first use with the newest supported Python found
+# (PYTHON_VERSIONS; `make PYTHON=/path/to/python3.12` picks one) from the pins in
+# constraints-<its version>.txt.
+#   make doctor  - check this machine before the first start: Python, disk, memory, ports, line endings,
+#                  Windows/WSL; DOCKER=1 also Docker, Compose and AIRFLOW_UID. `make run` runs its fast part
 #   make run     - start a grade natively (no Docker): GRADE=G0_Trainee by default;
 #                  pgAdmin4 too, at http://localhost:5050 (own .venv-pgadmin): PGADMIN=0 leaves it out;
 #                  SOLUTION=1 runs the grade's reference solution (its solution/dags) instead
@@ -18,7 +22,8 @@
 #   make bench   - benchmarks that print key=value figures
 #   make loadtest GRADE=G4_Senior ARGS="--short" - drive the shops harder, measure, write loadtest-report/
 #   make images  - regenerate images/ from a real run (manual, ~5 min; commit the result)
-#   make lock    - re-resolve constraints.txt from the names in pyproject.toml
+#   make lock    - re-resolve constraints-<version>.txt for every Python of PYTHON_VERSIONS from the names
+#                  in pyproject.toml (needs each interpreter, e.g. PYENV_VERSION=3.13.0:3.12.1:3.11.7)
 #   make sync-grades - write the files every grade copies from G0_Trainee (compose, env, image, dags/dwh,
 #                  solutions) and the self-test's rule queries from the warehouse contract (dwh/contract.py)
 #   make check ... JSON=<path> - also write the report as JSON (coursekit/checker/report.schema.json);
@@ -26,23 +31,41 @@
 #   make progress - every grade's last verdict, when, in which mode, what is left (read from .run/reports/)
 
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The Pythons the course runs on natively, newest first: the ones Airflow supports that every pinned
+# package has wheels for, each with its constraints-<version>.txt (as Airflow publishes one file per
+# Python). pyproject.toml's requires-python spans them; the Docker images stay on DOCKER_PYTHON.
+# tests/test_pythons.py holds the four together.
+PYTHON_VERSIONS := 3.13 3.12 3.11
+DOCKER_PYTHON := 3.11
+# Empty: coursekit/find_python.sh picks the newest of python3.13, python3.12, python3.11, python3.
+PYTHON ?=
+FIND_PYTHON = coursekit/find_python.sh "$(PYTHON_VERSIONS)" $(PYTHON)
 VENV := .venv
 PY := $(VENV)/bin/python
 GRADE ?= G0_Trainee
 AIRFLOW_VERSION := 3.3.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv test test-fast test-docker lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades progress
+.PHONY: help doctor venv test test-fast test-docker lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades progress
 
 help:
 	@grep -E '^#   ' Makefile | sed 's/^#   //'
 
-$(VENV)/.installed: pyproject.toml constraints.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(VENV)/.installed: pyproject.toml $(wildcard constraints-3.*.txt)
+	@test -x $(PY) || { python=$$($(FIND_PYTHON)) && echo "Creating $(VENV) with $$python ($$("$$python" -V 2>&1))" \
+	  && "$$python" -m venv $(VENV); }
+	@version=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); test -f constraints-$$version.txt || { \
+	  echo "$(VENV) runs Python $$version, which the course has no constraints-$$version.txt for: make clean, then make venv"; exit 1; }
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints-$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])').txt -e '.[dev]'
 	@touch $@
+
+# The preflight runs before .venv exists (it checks the disk .venv needs), on plain Python: with
+# .venv's interpreter if there is one, else the one make would choose, else any python3 (to say
+# that its version does not fit).
+doctor:
+	@python=$$(test -x $(PY) && echo $(PY) || $(FIND_PYTHON) 2>/dev/null || command -v python3) || { $(FIND_PYTHON); exit 1; }; \
+	  "$$python" -m coursekit.doctor --grade $(GRADE) $(if $(DOCKER),--docker) $(ARGS)
 
 venv: $(VENV)/.installed
 
@@ -62,7 +85,11 @@ test-fast: lint
 test-docker: venv
 	$(PY) -m pytest tests/docker -m docker --timeout 1800 --durations=0 -p no:cacheprovider --basetemp=.run/pytest-docker
 
-run stop status reset memory: venv
+run: venv
+	$(PY) -m coursekit.doctor --fast --grade $(GRADE)
+	$(if $(SOLUTION),DAGS_DIR=../solution/dags) $(PY) -m coursekit.native $@ --grade $(GRADE)
+
+stop status reset memory: venv
 	$(if $(SOLUTION),DAGS_DIR=../solution/dags) $(PY) -m coursekit.native $@ --grade $(GRADE)
 
 loadtest: venv
@@ -98,13 +125,19 @@ bench: venv
 	$(PY) -m coursekit.bench.dag_parse_bench
 	$(PY) -m coursekit.bench.grading_bench
 
+# Each version resolved on its own interpreter, as Airflow's constraints-<python>.txt are.
+# LOCK_VERSIONS="3.13" re-resolves one file only.
+LOCK_VERSIONS ?= $(PYTHON_VERSIONS)
 lock:
-	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet --upgrade "pip>=24"
-	.lock-venv/bin/pip install --quiet "apache-airflow==$(AIRFLOW_VERSION)" -e '.[dev]'
-	{ echo "# Every pinned version of the course. Generated by 'make lock'; do not edit by hand."; \
-	  .lock-venv/bin/pip freeze --exclude-editable | LC_ALL=C sort -f; } > constraints.txt
-	rm -rf .lock-venv
+	@for version in $(LOCK_VERSIONS); do \
+	  python=$$(coursekit/find_python.sh "$$version" python$$version) || exit 1; \
+	  echo "make lock: resolving constraints-$$version.txt with $$python"; \
+	  rm -rf .lock-venv && "$$python" -m venv .lock-venv || exit 1; \
+	  .lock-venv/bin/pip install --quiet --upgrade "pip>=24" || exit 1; \
+	  .lock-venv/bin/pip install --quiet "apache-airflow==$(AIRFLOW_VERSION)" -e '.[dev]' || exit 1; \
+	  { echo "# Every pinned version of the course on Python $$version. Generated by 'make lock'; do not edit by hand."; \
+	    .lock-venv/bin/pip freeze --exclude-editable | LC_ALL=C sort -f; } > constraints-$$version.txt || exit 1; \
+	done; rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .venv-pgadmin .pytest_cache .ruff_cache *.egg-info

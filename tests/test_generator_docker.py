@@ -1,7 +1,7 @@
 """The generator's Docker image recipe, checked without Docker.
 
 Why these checks: the image must install exactly what the tests ran with
-(same pins as constraints.txt), contain everything the generator imports and
+(same pins as constraints-<DOCKER_PYTHON>.txt), contain everything the generator imports and
 nothing it does not (no Airflow, no pandas), and follow the course's rules for
 images (pinned base tag, non-root user). A typo in a COPY path would otherwise
 only show up when a learner runs `docker compose build`.
@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 from coursekit.grade import REPO_ROOT, Grade
+from coursekit.pythons import docker_constraints
 
 GENERATOR = REPO_ROOT / "coursekit" / "generator"
 DOCKERFILE = (GENERATOR / "Dockerfile").read_text(encoding="utf-8")
@@ -43,10 +44,12 @@ def instructions(keyword: str) -> list[str]:
 
 def test_requirements_pin_exactly_the_constraints_versions():
     required = pins(GENERATOR / "requirements.txt")
-    constraints = pins(REPO_ROOT / "constraints.txt")
+    constraints = pins(docker_constraints())
     assert required, "requirements.txt is empty"
     for name, version in required.items():
-        assert constraints.get(name) == version, f"{name}=={version} but constraints.txt has {constraints.get(name)}"
+        assert constraints.get(name) == version, (
+            f"{name}=={version} but {docker_constraints().name} has {constraints.get(name)}"
+        )
 
 
 def test_requirements_cover_what_the_generator_imports_and_nothing_heavy(tmp_path):

@@ -2,7 +2,7 @@
 
 An undeclared one works only while some other package happens to pull it in;
 the next `make lock` may drop it and break a fresh clone. Versions stay in
-constraints.txt: pyproject.toml names packages only.
+constraints-<python>.txt: pyproject.toml names packages only.
 """
 
 from __future__ import annotations

@@ -89,6 +89,7 @@ class Service:
     port_variables: dict[int, str | None] = field(default_factory=dict)  # container port -> env var
     mounts: list[Mount] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
+    healthcheck: list[str] = field(default_factory=list)  # its `test:`, variables interpolated ("$$" -> "$")
 
     def env(self) -> dict[str, str]:
         """What the container sees: its env files in order, then `environment:`."""
@@ -148,6 +149,12 @@ def _mounts(service: str, entries: list[Any], base: Path, env: Mapping[str, str]
     return mounts
 
 
+def _healthcheck(service: str, spec: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    test = spec.get("test") or []
+    test = ["CMD-SHELL", test] if isinstance(test, str) else test
+    return [interpolate(str(part), env, f"service {service} healthcheck") for part in test]
+
+
 def load_compose(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Service]:
     """Services of a compose file, with ports, env files and bind mounts resolved.
 
@@ -179,5 +186,6 @@ def load_compose(path: Path, env: Mapping[str, str] | None = None) -> dict[str, 
             port_variables=variables,
             mounts=_mounts(name, spec.get("volumes") or [], base, env),
             environment={k: interpolate(str(v), env, f"service {name}") for k, v in environment.items()},
+            healthcheck=_healthcheck(name, spec.get("healthcheck") or {}, env),
         )
     return services

@@ -41,6 +41,7 @@ from coursekit.grade import REPO_ROOT, SHOPS, Grade
 from coursekit.native import pgadmin
 from coursekit.native.compose import ComposeError, Service, load_compose
 from coursekit.pg import EmbeddedPostgres, PostgresSpec, free_port, port_is_free
+from coursekit.pg import bin_dir as pg_bin_dir
 
 INITDB_TARGET = "/docker-entrypoint-initdb.d"
 AIRFLOW_COMPONENTS = ("scheduler", "dag-processor", "api-server")
@@ -152,6 +153,7 @@ class NativeStack:
             server = self.postgres(service, port)
             first = server.start(self.init_scripts(service), script_env=service.env())
             self.save_state(state)
+            self._check_postgres_health(service, port)
             progress(f"  ✓ {service.name:<11} PostgreSQL on 127.0.0.1:{port}" + (" (new data folder)" if first else ""))
 
         for service in self.generator_services():
@@ -175,6 +177,34 @@ class NativeStack:
         self._wait_for_generators(state)
         self._wait_for_pgadmin(state, progress)
         return self.endpoints()
+
+    def _check_postgres_health(self, service: Service, port: int) -> None:
+        """Run the service's compose healthcheck against the native server, as Docker runs it in the container.
+
+        For a shop it checks what the init script creates (the read-only role logs in), so a script
+        that did nothing useful fails the start here, as it keeps the container unhealthy in Docker.
+        """
+        test = service.healthcheck
+        if not test or test[0] not in ("CMD", "CMD-SHELL"):
+            return
+        command = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+        env = {
+            **os.environ,
+            **service.env(),
+            "PATH": f"{pg_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PGPORT": str(port),  # in the container libpq's default 5432; here the published port
+        }
+        for variable in ("PGHOST", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGPASSFILE", "PGSERVICE"):
+            env.pop(variable, None)  # the check names its own host, user and database
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).strip()
+            scripts = ", ".join(p.name for p in self.init_scripts(service)) or "none"
+            raise StackError(
+                f"{service.name} started but is not healthy: its healthcheck failed ({output or 'no output'}). "
+                f"Its init scripts ({scripts}) create what the check needs, once, in a new data folder: "
+                f"fix them, then `make reset GRADE={self.grade.name}` to create the databases afresh."
+            )
 
     def _check_dags_folder(self) -> None:
         dags = self._host_path(f"{CONTAINER_AIRFLOW_HOME}/dags")

@@ -40,10 +40,17 @@ CACHE_TAG = "course-airflow:3.3.2-docker-tests"  # keeps the built layers betwee
 class DockerStack:
     """One grade's stack: `up()`, `compose(...)`, `down()`, and `destroy()` at the end."""
 
-    def __init__(self, grade: str, files: tuple[str, ...] = ("docker-compose.yml",), dags_dir: str | None = None):
+    def __init__(
+        self,
+        grade: str,
+        files: tuple[str, ...] = ("docker-compose.yml",),
+        dags_dir: str | None = None,
+        source: Path = REPO_ROOT,
+    ):
+        """`source`: the checkout to copy from (another clone, e.g. one made with core.autocrlf=true)."""
         self.root = Path(tempfile.mkdtemp(prefix=f"coursekit-docker-{grade.lower()}-"))
-        shutil.copytree(REPO_ROOT / grade, self.root / grade, ignore=shutil.ignore_patterns(*RUNTIME_FOLDERS))
-        shutil.copytree(REPO_ROOT / "coursekit", self.root / "coursekit", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(source / grade, self.root / grade, ignore=shutil.ignore_patterns(*RUNTIME_FOLDERS))
+        shutil.copytree(source / "coursekit", self.root / "coursekit", ignore=shutil.ignore_patterns("__pycache__"))
         self.grade = Grade(grade, self.root / grade)
         self.deploy_dir = self.grade.deploy_dir
         self.files = files
