@@ -202,3 +202,66 @@ def test_g1_fast_mode_passes_the_solution_and_catches_wrong_cleanup_dags(tmp_pat
     assert_names_mistake("starter", results["starter"], ["a DAG with a BashOperator task exists"])
     assert_names_mistake("deletes_everything", results["deletes_everything"], ["its command deletes only files older"])
     assert_names_mistake("weekly", results["weekly"], ["it runs at least daily"])
+
+
+TWO_DAGS = Path(__file__).parent / "solutions" / "two_dags"
+UNRELATED_DAGS = """
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
+def daily_report():
+    @task
+    def report() -> None:
+        print("report")
+
+    report()
+
+
+@dag(schedule="* * * * *", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
+def shop_sync():
+    @task
+    def sync() -> None:
+        print("sync")
+
+    sync()
+
+
+daily_report()
+shop_sync()
+"""
+
+
+def two_dags(tmp_path: Path, link: str) -> Path:
+    """G0's reference load split in two DAGs (stage_shops -> merge_to_dds), linked by an asset or a trigger."""
+    import shutil
+
+    folder = tmp_path / f"two_dags_{link}"
+    shutil.copytree(Grade.named("G3_Middle").path / "solution" / "dags", folder)
+    (folder / "load_shops_to_dwh.py").unlink()
+    for dag_file in TWO_DAGS.glob("*.py"):
+        source = dag_file.read_text(encoding="utf-8")
+        assert source.count('LINK = "asset"') == 1
+        (folder / dag_file.name).write_text(source.replace('LINK = "asset"', f'LINK = "{link}"'), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # a shared CI machine may be slow; a verdict never hangs
+def test_a_load_split_in_linked_dags_is_graded_as_one_and_an_unclear_load_cannot_be_checked(tmp_path):
+    choices: dict = {}
+    folders = {
+        "assets": two_dags(tmp_path, "asset"),
+        "trigger": two_dags(tmp_path, "trigger"),
+        "unrelated": write(tmp_path / "unrelated", UNRELATED_DAGS),
+    }
+    plan, scd2 = PLANS["G3_Middle"]
+    results = grade_many(Grade.named("G3_Middle"), plan, scd2, folders, Console(width=160), SETTINGS, choices=choices)
+    for name in ("assets", "trigger"):
+        assert choices[name].pipeline == ["stage_shops", "merge_to_dds"], choices[name]
+        assert "pipeline of 2 DAGs" in choices[name].line()
+        assert_done(name, results[name])
+    word, why = verdict(results["unrelated"])
+    assert word == "CANNOT CHECK", (word, why)
+    assert "daily_report" in why and "shop_sync" in why and "load_shops_to_dwh" in why, why

@@ -29,6 +29,7 @@ from coursekit.checker.stack import GradeStack, Shop, SourceTable
 from coursekit.reference import config, contract
 
 PASS, FAIL, WAIT = "PASS", "FAIL", "WAIT"
+CANNOT = "CANNOT CHECK"  # the checker cannot tell what to grade (e.g. which DAG is the load): says what it found
 OPEN_END = contract.OPEN_END
 TECHNICAL = contract.RESERVED
 COMMIT_SLACK_SEC = 30  # a row created this long before a run started was committed before it read
