@@ -36,6 +36,14 @@ COMMIT_SLACK_SEC = 30  # a row created this long before a run started was commit
 HISTORY_MARGIN_SEC = 180  # a change needs a run (every minute) after it, plus slack, to become a version
 RECENT_RUNS = 10  # "the recent runs succeeded" looks at this many finished runs
 EXAMPLES = 5
+# psycopg 3 (PostgresHook in provider 7.x): `with conn:` commits AND closes the connection, and
+# `conn.transaction()` inside an implicit transaction is only a savepoint. G0's dwh/ does the first form.
+ONE_TRANSACTION_HINT = (
+    "do each table's whole merge in one transaction, so that a crash rolls back all of it: one"
+    " `with conn.transaction():` block on an autocommit connection (as G0's dwh/merge.py does), or"
+    " autocommit off and one conn.commit() at the end; statements committed one by one (autocommit without"
+    " a transaction block) stick on their own. Not `with conn:`: in psycopg 3 it commits and closes the connection"
+)
 
 
 @dataclass

@@ -679,10 +679,7 @@ def grade_variant(fast: FastRun, variant: Variant, plan: list[checks.Check], scd
         WAIT if broken is None else not broken,
         "right after the kill: one current version (or row) per key, the rules hold, nothing loaded is gone",
         "no run was killed: none wrote to dds while it waited" if broken is None else "; ".join(broken[:3]) or "ok",
-        "the scenario could not kill a run in its merge"
-        if broken is None
-        else "do each table's whole merge in one transaction (`with conn:` / BEGIN ... COMMIT), so that a crash"
-        " rolls back all of it; autocommit makes every statement stick on its own",
+        "the scenario could not kill a run in its merge" if broken is None else checks.ONE_TRANSACTION_HINT,
     )
     with ExitStack() as exit_stack:
         ctx = context(stack, variant.scenario, scd2, connect_all(stack, exit_stack))
