@@ -140,6 +140,39 @@ def g4_variant(tmp_path: Path, name: str, edit) -> Path:
     return folder
 
 
+def other_quarantine_design(tmp_path: Path) -> Path:
+    """G4's reference with the quarantine another learner might design: a `reason` column, a
+    `quarantine_status` column with the words HELD / Published / replaced. Same verdict: DONE."""
+    import re
+    import shutil
+
+    folder = tmp_path / "other_quarantine"
+    shutil.copytree(Grade.named("G4_Senior").path / "solution" / "dags", folder)
+    audit_sql = folder / "wap" / "sql" / "audit.sql"
+    text = audit_sql.read_text(encoding="utf-8")
+    for old, new in (
+        ("    failed_rules text[] not null,\n    status text", "    reason text[] not null,\n    status text"),
+        ("q.failed_rules <@", "q.reason <@"),
+        ("source_row, failed_rules, status,", "source_row, reason, status,"),
+        ("    failed_rules = excluded.failed_rules,\n    last", "    reason = excluded.reason,\n    last"),
+    ):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    text = re.sub(r"\bstatus\b", "quarantine_status", text)
+    words = {"'open'": "'HELD'", "'released'": "'Published'", "'superseded'": "'replaced'"}
+    for old, new in words.items():
+        text = text.replace(old, new)
+    audit_sql.write_text(text, encoding="utf-8")
+    audit_py = folder / "wap" / "audit.py"
+    code = audit_py.read_text(encoding="utf-8")
+    for old, new in (('"released")', '"Published")'), ('"superseded")', '"replaced")')):
+        code = code.replace(old, new)
+    code = code.replace('status == "released"', 'status == "Published"')
+    code = code.replace('status == "superseded"', 'status == "replaced"')
+    audit_py.write_text(code, encoding="utf-8")
+    return folder
+
+
 def no_audit_of_orders(config: dict) -> None:
     """Publishes whatever the shops send: no rules for orders."""
     config["tables"]["orders"]["audit"] = {"not_null": ["order_id", "created_at"]}
@@ -158,9 +191,11 @@ def test_g4_fast_mode_passes_the_reference_and_catches_unaudited_and_stale_loads
         "starter": g4.dags_dir,
         "no_audit": g4_variant(tmp_path, "no_audit", no_audit_of_orders),
         "no_lookback": g4_variant(tmp_path, "no_lookback", no_lookback),
+        "other_quarantine": other_quarantine_design(tmp_path),
     }
     results = grade("G4_Senior", folders)
     assert_done("reference", results["reference"])
+    assert_done("other_quarantine", results["other_quarantine"])
     assert_names_mistake("starter", results["starter"], ["dds.orders exists"])
     assert_names_mistake("no_audit", results["no_audit"], ["dds.orders.quantity has none of", "dds.orders.status"])
     # A load without lookback misses updates: stale current values, or (when the updated rows are not yet
