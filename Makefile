@@ -17,7 +17,8 @@
 #   make test-fast - lint + the tests not marked slow (the inner loop, a few minutes)
 #   make test-docker - the grades' real Docker stacks (tests/docker; needs a Docker engine, 9-18 min)
 #   make bench   - benchmarks that print key=value figures
-#   make loadtest GRADE=G4_Senior ARGS="--short" - drive the shops harder, measure, write loadtest-report/
+#   make loadtest GRADE=G4_Senior ARGS="--short" - drive the shops harder, measure, write loadtest-report/;
+#                  it measures the grade's airflow_data/dags (yours); SOLUTION=1 the reference
 #   make images  - regenerate images/ from a real run (manual, ~5 min; commit the result)
 #   make lock    - re-resolve constraints.txt from the names in pyproject.toml
 #   make sync-grades - write the files every grade copies from G0_Trainee (compose, env, image, dags/dwh,
@@ -64,7 +65,7 @@ run stop status reset memory: venv
 	$(if $(SOLUTION),DAGS_DIR=../solution/dags) $(PY) -m coursekit.native $@ --grade $(GRADE)
 
 loadtest: venv
-	$(PY) -m coursekit.loadtest --grade $(GRADE) $(ARGS)
+	$(if $(SOLUTION),DAGS_DIR=../solution/dags) $(PY) -m coursekit.loadtest --grade $(GRADE) $(ARGS)
 
 # The verdict line is the last thing a learner sees: on a terminal, with CI unset, `make check` exits 0
 # whatever the verdict, so that make adds no "make: *** [...] Error" line after it. With CI set (GitHub
