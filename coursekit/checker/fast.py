@@ -28,6 +28,10 @@ free ports, never touching the learner's running stack:
 * at the end the shops stop, the DAG catches up, and its last run is re-run:
   nothing may change.
 
+A load split into DAGs linked by assets or TriggerDagRunOperator is one load
+(`pipeline.py`): each run above starts its first DAG and runs the DAG runs that
+causes, and the run killed in its merge is whichever DAG writes dds then.
+
 Then the grade's checks run exactly as in the live mode, on this warehouse.
 `grade_many` grades several DAG folders side by side against the same shops,
 each with its own warehouse database and Airflow (the tests grade a dozen wrong

@@ -167,7 +167,7 @@ def choose_load(
         return pick(groups[0][0], f"the only load in the folder; expected {expected[0]}")
     if not groups:
         return LoadChoice(None, [], f"no load DAG in the folder (found: {shown}); expected {expected[0]}")
-    found = "; ".join(" -> ".join(g) for g in groups)
+    found = "; ".join(sorted(" -> ".join(g) for g in groups))
     return LoadChoice(
         None,
         [],
