@@ -59,6 +59,8 @@ def test_overwrite_in_place_never_gets_done_while_history_is_undecidable(tmp_pat
             assert not last.startswith("DONE"), f"minute {minute}: a wrong solution got {last}"
             assert last.startswith(("WAIT", "NOT DONE")), f"minute {minute}: {last}\n{checked.stderr[-2000:]}"
             assert checked.returncode in (1, 3)
+            # The load is chosen from Airflow's own list (cleanup_staging and the examples never count).
+            assert "load DAG: load_shops_to_dwh (the expected dag_id)" in checked.stdout, checked.stdout[:2000]
             assert rows.get(HISTORY) in ("WAIT", "FAIL"), f"minute {minute}: {HISTORY} was {rows.get(HISTORY)}"
         rerun = [
             line for line in checked.stdout.splitlines() if line.endswith(": re-running a finished run changes nothing")
