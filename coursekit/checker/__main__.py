@@ -154,9 +154,11 @@ def live_choice(client: AirflowClient, stack: GradeStack, dag_id: str | None) ->
 def wait_for_caused_runs(
     client: AirflowClient, dag_ids: list[str], since: datetime, timeout: float, console: Console
 ) -> list[str]:
-    """Wait until each downstream DAG of the pipeline has a finished run that started at or after `since`.
+    """Wait until each downstream DAG of the pipeline has a finished run caused at or after `since`.
 
-    Returns the DAGs that did not (their runs were never caused, or are still running).
+    Caused: its `run_after` (an asset-triggered run's is its triggering event's time, a triggered
+    run's the moment of the trigger) is not before `since`, so a run caused by an earlier run of
+    the first DAG does not count. Returns the DAGs that have none (never caused, or still running).
     """
     left, deadline = list(dag_ids), time.monotonic() + timeout
     with _progress(console, f"waiting for the runs it causes ({', '.join(dag_ids)})") as progress:
@@ -164,8 +166,8 @@ def wait_for_caused_runs(
         while left and time.monotonic() < deadline:
             for name in list(left):
                 for run in client.runs(name, limit=5):
-                    started = parse_time(run.get("start_date"))
-                    if started and started >= since and run["state"] in ("success", "failed"):
+                    caused = parse_time(run.get("run_after")) or parse_time(run.get("start_date"))
+                    if caused and caused >= since and run["state"] in ("success", "failed"):
                         left.remove(name)
                         break
             if left:
