@@ -181,6 +181,7 @@ def pipeline_runs(client: AirflowClient, dag_ids: list[str]) -> list[Run]:
     runs = []
     for name in dag_ids:
         for run in recent_runs(client, name):
+            run.dag_id = name
             if len(dag_ids) > 1:
                 run.run_id = f"{name}/{run.run_id}"
             runs.append(run)
