@@ -384,3 +384,22 @@ def test_dags_linked_by_assets_or_a_trigger_are_one_load_started_by_its_first_da
     stage.write_text(stage.read_text().replace('trigger_dag_id="merge_to_dds"', 'trigger_dag_id="load_shops_to_dwh"'))
     named = choose_load(_facts(folder))
     assert named.pipeline == ["stage_shops", "load_shops_to_dwh"] and "the expected dag_id" in named.why
+
+
+def test_runs_of_one_dag_may_not_overlap_but_a_pipelines_dags_may_run_side_by_side():
+    from coursekit.checker.checks import PASS, Run, check_runs_never_overlap
+
+    def run(name: str, start: int, end: int) -> Run:
+        t = datetime(2026, 1, 1, tzinfo=UTC)
+        dag_id, _ = name.split("/")
+        return Run(name, "success", t + timedelta(seconds=start), t + timedelta(seconds=end), dag_id=dag_id)
+
+    stage_1, merge_1, stage_2 = run("stage_shops/1", 0, 30), run("merge_to_dds/1", 31, 90), run("stage_shops/2", 60, 95)
+
+    def verdict(runs: list[Run]) -> str:
+        ctx = Context(stack=None, dwh=None, shops={}, stable_before={}, scd2=True, runs=runs, max_active_runs=1)
+        (result,) = check_runs_never_overlap(ctx)
+        return result.verdict
+
+    assert verdict([stage_2, merge_1, stage_1]) == PASS
+    assert verdict([run("stage_shops/3", 90, 120), stage_2, merge_1, stage_1]) == FAIL, "stage_shops/2 and /3 overlap"
