@@ -107,8 +107,53 @@ G2_SOLUTION_HEADER = (
     "# key keeps only its latest values (no history). Written by `make sync-grades` from\n"
     "# G0_Trainee/airflow_data/dags/pipeline.yaml.\n"
 )
+
+
+def g2_self_test(text: str) -> str:
+    """G2's self-test: only the queries that fit a warehouse with one row per key (no history, stg not required).
+
+    G0's first line and its freshness query are kept; the row counts read dds only; the
+    contract rule is the one of tables without history (`duplicate_keys`), as the checker runs it.
+    """
+    from coursekit.reference import REFERENCE_DAGS, config, contract
+
+    freshness = re.search(r"^-- \d+\. (Freshness.*)\Z", text, flags=re.MULTILINE | re.DOTALL)
+    if freshness is None:
+        raise SyncError("the self-test's last query ('-- N. Freshness ...') is missing")
+    table = config.load_config(REFERENCE_DAGS / "pipeline.yaml").tables["orders"].model_copy(update={"scd2": False})
+    statement = contract.rule_statement("duplicate_keys", "orders", table).split("\n")
+    rule = "\n".join(line for line in statement if not line.startswith("--"))
+    return "\n".join(
+        [
+            text.splitlines()[0],
+            "-- G2_Junior: one row per key and shop, no history. Written by `make sync-grades` from G0's self-test.",
+            "",
+            "-- 1. How much is there? Rows per table and shop in dds.",
+            "select 'customers' as table_name, src_id, count(*) as row_count from dds.customers group by src_id",
+            "union all select 'products', src_id, count(*) from dds.products group by src_id",
+            "union all select 'orders', src_id, count(*) from dds.orders group by src_id",
+            "order by table_name, src_id;",
+            "",
+            "-- 2. One key's row (put an id from the shop here): the values the shop has now.",
+            "select * from dds.customers where customer_id = 1 and src_id = 'New-York';",
+            "",
+            "-- contract:start: queries from 3 (written by `make sync-grades` from dags/dwh/contract.py)",
+            "",
+            f"-- 3. Should return no rows: {contract.PLAIN_RULES['duplicate_keys']}.",
+            rule,
+            "",
+            "-- contract:end",
+            "",
+            f"-- 4. {freshness.group(1)}",
+        ]
+    )
+
+
 # (grade, path in that grade) -> edit of G0's text. Every intended difference between grades.
 EDITS: dict[tuple[str, str], Callable[[str], str]] = {
+    # G2's tables keep no history: its self-test holds only the queries that fit them.
+    ("G2_Junior", f"{DAGS}/scripts/self-test.sql"): g2_self_test,
+    ("G2_Junior", f"{SOLUTION}/scripts/self-test.sql"): g2_self_test,
     # G2's shops never update rows: the load without history has nothing to overwrite-miss.
     ("G2_Junior", "deploy/env/shop-1.env"): _sub(r"^UPDATE_NOT_OLDER_THAN_SEC=.*$", G2_NO_UPDATES, expected=1),
     ("G2_Junior", "deploy/env/shop-2.env"): _sub(r"^UPDATE_NOT_OLDER_THAN_SEC=.*$", G2_NO_UPDATES, expected=1),

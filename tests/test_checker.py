@@ -317,3 +317,106 @@ def test_the_verdict_line_and_exit_code_follow_the_worst_check():
     assert verdict(results(WAIT, FAIL, PASS))[0] == "NOT DONE"
     assert "check 1" in verdict(results(WAIT, FAIL, PASS))[1]
     assert EXIT_CODES == {"DONE": 0, "NOT DONE": 1, "CANNOT CHECK": 2, "WAIT": 3}
+
+
+def test_a_cannot_check_result_makes_the_verdict_cannot_check():
+    from coursekit.checker.checks import CANNOT, PASS, CheckResult
+    from coursekit.checker.report import verdict
+
+    results = [CheckResult("i", "a", PASS, "e", "f"), CheckResult("i", "b", CANNOT, "", "two DAGs: x, y")]
+    assert verdict(results) == ("CANNOT CHECK", "two DAGs: x, y")
+
+
+def _facts(folder: Path) -> dict:
+    from coursekit.checker.cleanup import inspect
+
+    info = inspect(folder)
+    assert not info["import_errors"], info["import_errors"]
+    return {d["dag_id"]: d["facts"] for d in info["dags"]}
+
+
+def test_the_load_dag_is_chosen_by_name_by_being_the_only_one_or_not_at_all(tmp_path):
+    """Airflow parses real folders; the choice says why, and is CANNOT CHECK when it cannot tell."""
+    import shutil
+
+    from coursekit.checker.pipeline import choose_load
+
+    g1 = _facts(Grade.named("G1_Intern").path / "solution" / "dags")
+    choice = choose_load(g1)
+    assert (choice.dag_id, choice.pipeline) == ("load_shops_to_dwh", ["load_shops_to_dwh"])
+    assert "the expected dag_id" in choice.line() and "cleanup_staging" not in choice.pipeline
+    g4 = choose_load(_facts(Grade.named("G4_Senior").path / "solution" / "dags"))
+    assert g4.dag_id == "load_shops_to_dwh_wap", "G4's reference name is accepted"
+    # Renamed: still the only load (cleanup is Bash-only, the examples never count).
+    renamed = tmp_path / "renamed"
+    shutil.copytree(Grade.named("G3_Middle").path / "solution" / "dags", renamed)
+    dag_file = renamed / "load_shops_to_dwh.py"
+    dag_file.write_text(
+        dag_file.read_text()
+        .replace("def load_shops_to_dwh", "def my_load")
+        .replace("\nload_shops_to_dwh()", "\nmy_load()"),
+        encoding="utf-8",
+    )
+    mine = choose_load(_facts(renamed))
+    assert mine.dag_id == "my_load" and "the only load in the folder; expected load_shops_to_dwh" in mine.why
+    # A second, unrelated DAG: the checker cannot tell which is the load, and says what it found.
+    (renamed / "other.py").write_text(
+        "import pendulum\nfrom airflow.sdk import dag, task\n\n\n"
+        '@dag(schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)\n'
+        "def daily_report():\n    @task\n    def report() -> None:\n        print('x')\n\n    report()\n\n\n"
+        "daily_report()\n",
+        encoding="utf-8",
+    )
+    unclear = choose_load(_facts(renamed))
+    assert unclear.ambiguous and unclear.dag_id is None
+    assert "my_load" in unclear.why and "daily_report" in unclear.why and "load_shops_to_dwh" in unclear.why
+    assert choose_load(_facts(renamed), dag_id="my_load").pipeline == ["my_load"], "--dag-id decides"
+    assert choose_load(_facts(renamed), dag_id="nope").ambiguous
+    # The untouched starter defines no load: nothing to run (NOT DONE, not CANNOT CHECK).
+    starter = choose_load(_facts(Grade.named("G3_Middle").dags_dir))
+    assert starter.dag_id is None and not starter.ambiguous
+
+
+@pytest.mark.parametrize("link", ["asset", "trigger"])
+def test_dags_linked_by_assets_or_a_trigger_are_one_load_started_by_its_first_dag(tmp_path, link):
+    import shutil
+
+    from coursekit.checker.pipeline import choose_load
+
+    folder = tmp_path / "dags"
+    shutil.copytree(Grade.named("G3_Middle").path / "solution" / "dags", folder)
+    (folder / "load_shops_to_dwh.py").unlink()
+    for dag_file in (Path(__file__).parent / "solutions" / "two_dags").glob("*.py"):
+        text = dag_file.read_text(encoding="utf-8").replace('LINK = "asset"', f'LINK = "{link}"')
+        (folder / dag_file.name).write_text(text, encoding="utf-8")
+    choice = choose_load(_facts(folder))
+    assert choice.pipeline == ["stage_shops", "merge_to_dds"] and choice.dag_id == "stage_shops"
+    by = "assets" if link == "asset" else "TriggerDagRunOperator"
+    assert f"a pipeline of 2 DAGs linked by {by}" in choice.line()
+    # Named as expected, the downstream DAG still starts from the pipeline's first DAG.
+    text = (folder / "merge_to_dds.py").read_text().replace("def merge_to_dds", "def load_shops_to_dwh")
+    text = text.replace("\nmerge_to_dds()", "\nload_shops_to_dwh()")
+    (folder / "merge_to_dds.py").write_text(text.replace('trigger_dag_id="merge_to_dds"', ""), encoding="utf-8")
+    stage = folder / "stage_shops.py"
+    stage.write_text(stage.read_text().replace('trigger_dag_id="merge_to_dds"', 'trigger_dag_id="load_shops_to_dwh"'))
+    named = choose_load(_facts(folder))
+    assert named.pipeline == ["stage_shops", "load_shops_to_dwh"] and "the expected dag_id" in named.why
+
+
+def test_runs_of_one_dag_may_not_overlap_but_a_pipelines_dags_may_run_side_by_side():
+    from coursekit.checker.checks import PASS, Run, check_runs_never_overlap
+
+    def run(name: str, start: int, end: int) -> Run:
+        t = datetime(2026, 1, 1, tzinfo=UTC)
+        dag_id, _ = name.split("/")
+        return Run(name, "success", t + timedelta(seconds=start), t + timedelta(seconds=end), dag_id=dag_id)
+
+    stage_1, merge_1, stage_2 = run("stage_shops/1", 0, 30), run("merge_to_dds/1", 31, 90), run("stage_shops/2", 60, 95)
+
+    def verdict(runs: list[Run]) -> str:
+        ctx = Context(stack=None, dwh=None, shops={}, stable_before={}, scd2=True, runs=runs, max_active_runs=1)
+        (result,) = check_runs_never_overlap(ctx)
+        return result.verdict
+
+    assert verdict([stage_2, merge_1, stage_1]) == PASS
+    assert verdict([run("stage_shops/3", 90, 120), stage_2, merge_1, stage_1]) == FAIL, "stage_shops/2 and /3 overlap"

@@ -140,6 +140,39 @@ def g4_variant(tmp_path: Path, name: str, edit) -> Path:
     return folder
 
 
+def other_quarantine_design(tmp_path: Path) -> Path:
+    """G4's reference with the quarantine another learner might design: a `reason` column, a
+    `quarantine_status` column with the words HELD / Published / replaced. Same verdict: DONE."""
+    import re
+    import shutil
+
+    folder = tmp_path / "other_quarantine"
+    shutil.copytree(Grade.named("G4_Senior").path / "solution" / "dags", folder)
+    audit_sql = folder / "wap" / "sql" / "audit.sql"
+    text = audit_sql.read_text(encoding="utf-8")
+    for old, new in (
+        ("    failed_rules text[] not null,\n    status text", "    reason text[] not null,\n    status text"),
+        ("q.failed_rules <@", "q.reason <@"),
+        ("source_row, failed_rules, status,", "source_row, reason, status,"),
+        ("    failed_rules = excluded.failed_rules,\n    last", "    reason = excluded.reason,\n    last"),
+    ):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    text = re.sub(r"\bstatus\b", "quarantine_status", text)
+    words = {"'open'": "'HELD'", "'released'": "'Published'", "'superseded'": "'replaced'"}
+    for old, new in words.items():
+        text = text.replace(old, new)
+    audit_sql.write_text(text, encoding="utf-8")
+    audit_py = folder / "wap" / "audit.py"
+    code = audit_py.read_text(encoding="utf-8")
+    for old, new in (('"released")', '"Published")'), ('"superseded")', '"replaced")')):
+        code = code.replace(old, new)
+    code = code.replace('status == "released"', 'status == "Published"')
+    code = code.replace('status == "superseded"', 'status == "replaced"')
+    audit_py.write_text(code, encoding="utf-8")
+    return folder
+
+
 def no_audit_of_orders(config: dict) -> None:
     """Publishes whatever the shops send: no rules for orders."""
     config["tables"]["orders"]["audit"] = {"not_null": ["order_id", "created_at"]}
@@ -158,9 +191,11 @@ def test_g4_fast_mode_passes_the_reference_and_catches_unaudited_and_stale_loads
         "starter": g4.dags_dir,
         "no_audit": g4_variant(tmp_path, "no_audit", no_audit_of_orders),
         "no_lookback": g4_variant(tmp_path, "no_lookback", no_lookback),
+        "other_quarantine": other_quarantine_design(tmp_path),
     }
     results = grade("G4_Senior", folders)
     assert_done("reference", results["reference"])
+    assert_done("other_quarantine", results["other_quarantine"])
     assert_names_mistake("starter", results["starter"], ["dds.orders exists"])
     assert_names_mistake("no_audit", results["no_audit"], ["dds.orders.quantity has none of", "dds.orders.status"])
     # A load without lookback misses updates: stale current values, or (when the updated rows are not yet
@@ -202,3 +237,66 @@ def test_g1_fast_mode_passes_the_solution_and_catches_wrong_cleanup_dags(tmp_pat
     assert_names_mistake("starter", results["starter"], ["a DAG with a BashOperator task exists"])
     assert_names_mistake("deletes_everything", results["deletes_everything"], ["its command deletes only files older"])
     assert_names_mistake("weekly", results["weekly"], ["it runs at least daily"])
+
+
+TWO_DAGS = Path(__file__).parent / "solutions" / "two_dags"
+UNRELATED_DAGS = """
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
+def daily_report():
+    @task
+    def report() -> None:
+        print("report")
+
+    report()
+
+
+@dag(schedule="* * * * *", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
+def shop_sync():
+    @task
+    def sync() -> None:
+        print("sync")
+
+    sync()
+
+
+daily_report()
+shop_sync()
+"""
+
+
+def two_dags(tmp_path: Path, link: str) -> Path:
+    """G0's reference load split in two DAGs (stage_shops -> merge_to_dds), linked by an asset or a trigger."""
+    import shutil
+
+    folder = tmp_path / f"two_dags_{link}"
+    shutil.copytree(Grade.named("G3_Middle").path / "solution" / "dags", folder)
+    (folder / "load_shops_to_dwh.py").unlink()
+    for dag_file in TWO_DAGS.glob("*.py"):
+        source = dag_file.read_text(encoding="utf-8")
+        assert source.count('LINK = "asset"') == 1
+        (folder / dag_file.name).write_text(source.replace('LINK = "asset"', f'LINK = "{link}"'), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # a shared CI machine may be slow; a verdict never hangs
+def test_a_load_split_in_linked_dags_is_graded_as_one_and_an_unclear_load_cannot_be_checked(tmp_path):
+    choices: dict = {}
+    folders = {
+        "assets": two_dags(tmp_path, "asset"),
+        "trigger": two_dags(tmp_path, "trigger"),
+        "unrelated": write(tmp_path / "unrelated", UNRELATED_DAGS),
+    }
+    plan, scd2 = PLANS["G3_Middle"]
+    results = grade_many(Grade.named("G3_Middle"), plan, scd2, folders, Console(width=160), SETTINGS, choices=choices)
+    for name in ("assets", "trigger"):
+        assert choices[name].pipeline == ["stage_shops", "merge_to_dds"], choices[name]
+        assert "pipeline of 2 DAGs" in choices[name].line()
+        assert_done(name, results[name])
+    word, why = verdict(results["unrelated"])
+    assert word == "CANNOT CHECK", (word, why)
+    assert "daily_report" in why and "shop_sync" in why and "load_shops_to_dwh" in why, why

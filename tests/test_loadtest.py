@@ -1,7 +1,7 @@
 """The load test: its load is the course's shop at scale, its report says what happened.
 
 The slow test runs `python -m coursekit.loadtest --short` for real (a private
-native copy of G4 with the reference solution, real generators, real Airflow)
+native copy of G4 with the reference solution, `--dags-dir`, real generators, real Airflow)
 and reads the report it wrote.
 """
 
@@ -96,7 +96,8 @@ def test_the_report_names_the_highest_rate_that_keeps_up(tmp_path):
 @pytest.mark.timeout(600)
 def test_a_short_load_test_writes_a_report_and_leaves_the_wap_invariants_holding(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "coursekit.loadtest", "--short", "--report-dir", str(tmp_path)],
+        [sys.executable, "-m", "coursekit.loadtest", "--short", "--report-dir", str(tmp_path)]
+        + ["--dags-dir", str(G4.path / "solution" / "dags")],  # the reference (make loadtest SOLUTION=1)
         capture_output=True,
         text=True,
         timeout=540,
@@ -135,3 +136,28 @@ def test_a_short_load_test_writes_a_report_and_leaves_the_wap_invariants_holding
     work = re.findall(r"^\| (?:\d+|drain) \|((?: [\d.]+ \|){7}) \w+\.\w+ \(", text, re.MULTILINE)
     assert work and all(float(v) >= 0 for row in work for v in row.split("|") if v.strip())
     assert len(Path(report.parent, "backlog.csv").read_text().splitlines()) > 10
+
+
+def test_the_load_test_measures_the_learners_folder_and_solution_1_the_reference(tmp_path, monkeypatch):
+    """make loadtest measures the grade's airflow_data/dags (DAGS_DIR as compose resolves it), found as the
+    checker finds a load; the untouched starter has none, so it stops at once and says what to do."""
+    import os
+
+    from coursekit.checker.stack import GradeStack
+    from coursekit.loadtest.__main__ import folder_load
+
+    env = {k: v for k, v in os.environ.items() if k != "DAGS_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "coursekit.loadtest", "--short", "--report-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "nothing to measure in" in result.stdout and "G4_Senior/airflow_data/dags" in result.stdout
+    assert "SOLUTION=1" in result.stdout and "starting a private copy" not in result.stdout
+    monkeypatch.setenv("DAGS_DIR", "../solution/dags")  # what `make loadtest SOLUTION=1` passes
+    dags_dir = GradeStack(G4).dags_dir
+    assert dags_dir.resolve() == (G4.path / "solution" / "dags").resolve()
+    assert folder_load(dags_dir).dag_id == "load_shops_to_dwh_wap"

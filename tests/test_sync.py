@@ -103,3 +103,17 @@ def test_an_edit_that_no_longer_fits_g0_fails_loudly(grades_copy):
     )
     assert result.returncode == 2 and "update EDITS in coursekit/sync.py" in result.stderr
     assert (grades_copy / "G2_Junior/deploy/env/shop-2.env").read_text() == before, "nothing half-written"
+
+
+def test_g2s_self_test_holds_only_queries_that_fit_a_warehouse_without_history():
+    import re
+
+    for folder in ("airflow_data/dags", "solution/dags"):
+        text = (REPO_ROOT / "G2_Junior" / folder / "scripts/self-test.sql").read_text(encoding="utf-8")
+        for absent in ("stg.", "eff_from_dttm", "eff_to_dttm", "load_run_id", "versions"):
+            assert absent not in text, f"G2's self-test reads {absent!r}, which G2's tables do not have"
+        numbers = [int(n) for n in re.findall(r"^-- (\d+)\. ", text, flags=re.MULTILINE)]
+        assert numbers == [1, 2, 3, 4], numbers
+        assert 'group by "order_id", src_id having count(*) > 1' in text, "the checker's duplicate_keys rule"
+    g0 = (REPO_ROOT / "G0_Trainee/airflow_data/dags/scripts/self-test.sql").read_text(encoding="utf-8")
+    assert re.findall(r"^-- (\d+)\. ", g0, flags=re.MULTILINE) == [str(n) for n in range(1, 9)]

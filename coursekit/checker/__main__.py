@@ -31,7 +31,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from coursekit.checker import checks, wap_checks
 from coursekit.checker.airflow_api import NOT_LOADS, AirflowClient, wait_for_run
 from coursekit.checker.checks import CheckResult, Context, Rerun, Run
-from coursekit.checker.cleanup import check_cleanup_dag
+from coursekit.checker.cleanup import check_cleanup_dag, inspect
+from coursekit.checker.pipeline import LoadChoice, choose_load
 from coursekit.checker.report import print_report, print_verdict
 from coursekit.checker.results_json import Recorder, note_load_dag, reports_dir
 from coursekit.checker.stack import GradeStack, StackNotReachable
@@ -112,20 +113,87 @@ def rerun_run(client: AirflowClient, dag_id: str, run: dict, timeout: float, con
     return "still running"
 
 
-def quiet_snapshot(client: AirflowClient, dag_id: str, dwh, timeout: float, console: Console) -> None:
-    """Open one read-only repeatable-read snapshot of the warehouse taken while no load run is in flight."""
+def quiet_snapshot(client: AirflowClient, dag_id: str | list[str], dwh, timeout: float, console: Console) -> None:
+    """Open one read-only repeatable-read snapshot of the warehouse taken while no load run is in flight.
+
+    `dag_id` may be the DAGs of a pipeline: none of them may have a run in flight.
+    """
+    dag_ids = [dag_id] if isinstance(dag_id, str) else dag_id
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not client.active_runs(dag_id):
+        if not any(client.active_runs(d) for d in dag_ids):
             dwh.rollback()
             dwh.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with dwh.cursor() as cur:
                 cur.execute("select 1")  # the snapshot is taken by the first statement
-            if not client.active_runs(dag_id):
+            if not any(client.active_runs(d) for d in dag_ids):
                 return
         dwh.rollback()
         time.sleep(2)
-    console.print(f"[yellow]![/yellow] {dag_id} never paused for {timeout:.0f} s; checking a snapshot taken mid-run")
+    console.print(
+        f"[yellow]![/yellow] {', '.join(dag_ids)} never paused for {timeout:.0f} s; checking a snapshot taken mid-run"
+    )
+
+
+def live_choice(client: AirflowClient, stack: GradeStack, dag_id: str | None) -> LoadChoice:
+    """The load of the running stack, chosen as the fast mode chooses (`pipeline.choose_load`).
+
+    The DAGs and their asset links are Airflow's own (its REST API); whom a
+    TriggerDagRunOperator triggers comes from parsing the DAG folder, when it parses here.
+    """
+    facts = client.dag_facts()
+    try:
+        parsed = {d["dag_id"]: d.get("facts", {}) for d in inspect(stack.dags_dir)["dags"]}
+    except (RuntimeError, OSError, ValueError):
+        parsed = {}
+    for name, known in facts.items():
+        for task, target in (parsed.get(name, {}).get("triggers") or {}).items():
+            known["triggers"][task] = target
+    return choose_load(facts, dag_id)
+
+
+def wait_for_caused_runs(
+    client: AirflowClient, dag_ids: list[str], since: datetime, timeout: float, console: Console
+) -> list[str]:
+    """Wait until each downstream DAG of the pipeline has a finished run caused at or after `since`.
+
+    Caused: its `run_after` (an asset-triggered run's is its triggering event's time, a triggered
+    run's the moment of the trigger) is not before `since`, so a run caused by an earlier run of
+    the first DAG does not count. Returns the DAGs that have none (never caused, or still running).
+    """
+    left, deadline = list(dag_ids), time.monotonic() + timeout
+    with _progress(console, f"waiting for the runs it causes ({', '.join(dag_ids)})") as progress:
+        bar = progress.add_task("caused", total=timeout)
+        while left and time.monotonic() < deadline:
+            for name in list(left):
+                for run in client.runs(name, limit=5):
+                    caused = parse_time(run.get("run_after")) or parse_time(run.get("start_date"))
+                    if caused and caused >= since and run["state"] in ("success", "failed"):
+                        left.remove(name)
+                        break
+            if left:
+                progress.update(bar, completed=timeout - (deadline - time.monotonic()))
+                time.sleep(3)
+    return left
+
+
+def pipeline_runs(client: AirflowClient, dag_ids: list[str]) -> list[Run]:
+    """The recent runs of every DAG of the load, newest first (a pipeline's run ids carry their DAG's name)."""
+    runs = []
+    for name in dag_ids:
+        for run in recent_runs(client, name):
+            run.dag_id = name
+            if len(dag_ids) > 1:
+                run.run_id = f"{name}/{run.run_id}"
+            runs.append(run)
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return sorted(runs, key=lambda r: r.start or oldest, reverse=True)
+
+
+def pipeline_max_active_runs(client: AirflowClient, dag_ids: list[str]) -> int | None:
+    """max_active_runs of the load; of a pipeline, the one DAG that allows more than one run, if any."""
+    values = [v for v in (client.dag(d).get("max_active_runs") for d in dag_ids) if v is not None]
+    return next((v for v in values if v != 1), values[0] if values else None)
 
 
 def recent_runs(client: AirflowClient, dag_id: str) -> list[Run]:
@@ -145,10 +213,24 @@ def live(stack: GradeStack, plan: list[checks.Check], scd2: bool, options: argpa
         shops = {s.name: stack_of_connections.enter_context(stack.connect_shop(s)) for s in stack.shops}
         shop_now = snapshot(stack, shops)
         client.token()
+        since = datetime.now(UTC)
+        choice = live_choice(client, stack, options.dag_id)
+        deadline = time.monotonic() + min(options.timeout, 120)
+        while choice.dag_id is None and not choice.ambiguous and time.monotonic() < deadline:
+            time.sleep(5)  # Airflow may still be parsing the folder (a stack just started)
+            choice = live_choice(client, stack, options.dag_id)
+        console.print(choice.line(), highlight=False, markup=False)
+        if choice.dag_id is None:
+            raise StackNotReachable(choice.why)
+        pipeline = choice.pipeline
         if options.no_wait:
-            run = last_finished_run(client, options.dag_id)
+            run = last_finished_run(client, choice.dag_id)
         else:
-            run = wait_for_fresh_run(client, datetime.now(UTC), options.timeout, options.dag_id, console)
+            run = wait_for_fresh_run(client, since, options.timeout, choice.dag_id, console)
+            caused_since = parse_time(run["start_date"]) or since
+            missing = wait_for_caused_runs(client, pipeline[1:], caused_since, options.timeout, console)
+            if missing:
+                console.print(f"[yellow]![/yellow] no finished run of {', '.join(missing)} after {run['dag_run_id']}")
         dag_id = run["dag_id"]
         note_load_dag(dag_id)
         console.print(f"checked after run {dag_id} / {run['dag_run_id']}", highlight=False)
@@ -165,13 +247,16 @@ def live(stack: GradeStack, plan: list[checks.Check], scd2: bool, options: argpa
         )
         if not options.no_rerun and checks.check_rerun_changes_nothing in plan:
             before = checks.fingerprint(ctx)
+            cleared_at = datetime.now(UTC)
             state = rerun_run(client, dag_id, run, options.timeout, console)
+            if state == "success" and wait_for_caused_runs(client, pipeline[1:], cleared_at, options.timeout, console):
+                state = "finished, but the runs it causes did not"
             ctx.rerun = Rerun(run["dag_run_id"], state, checks.changed_keys(before, checks.fingerprint(ctx)))
-        ctx.runs = recent_runs(client, dag_id)
+        ctx.runs = pipeline_runs(client, pipeline)
         first = client.first_success(dag_id)
         ctx.first_load = parse_time(first["start_date"]) if first else None
-        ctx.max_active_runs = client.dag(dag_id).get("max_active_runs")
-        quiet_snapshot(client, dag_id, dwh, options.timeout, console)
+        ctx.max_active_runs = pipeline_max_active_runs(client, pipeline)
+        quiet_snapshot(client, pipeline, dwh, options.timeout, console)
         ctx.own_transaction = False
         results: list[CheckResult] = [result for check in plan for result in check(ctx)]
         dwh.rollback()
@@ -182,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make check", description=__doc__.splitlines()[0])
     parser.add_argument("--grade", default=os.environ.get("GRADE", "G0_Trainee"), choices=GRADES)
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for a fresh DAG run (default 300)")
-    parser.add_argument("--dag-id", help="wait for this DAG (default: any DAG except the newcomer examples)")
+    parser.add_argument(
+        "--dag-id", help="grade this DAG's load (default: load_shops_to_dwh, else the folder's only load DAG)"
+    )
     parser.add_argument("--no-wait", action="store_true", help="check after the last finished run, without waiting")
     parser.add_argument("--no-rerun", action="store_true", help="do not re-run a finished run (idempotency WAITs)")
     parser.add_argument("--fast", action="store_true", help="grade on a private, time-compressed copy (FAST=1)")
@@ -210,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             from coursekit.checker.fast import grade_fast
 
             dags_dir = options.dags_dir or GradeStack(grade).dags_dir
-            results = grade_fast(grade, plan, scd2, dags_dir, console)
+            results = grade_fast(grade, plan, scd2, dags_dir, console, dag_id=options.dag_id)
         else:
             results = live(GradeStack(grade), plan, scd2, options, console)
     except StackNotReachable as exc:

@@ -11,9 +11,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from coursekit.checker.pipeline import NOT_LOADS  # newcomer DAGs never count as a load
 from coursekit.checker.stack import GradeStack, StackNotReachable
-
-NOT_LOADS = {"hello_world", "taskflow_example"}  # newcomer DAGs never count as a load
 
 
 class AirflowClient:
@@ -84,6 +83,34 @@ class AirflowClient:
         """Re-run every task of a finished run, as the UI's "Clear" button does."""
         quoted = urllib.parse.quote(run_id, safe="")
         self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/clear", {"dry_run": False})
+
+    def dag_facts(self) -> dict[str, dict[str, Any]]:
+        """What `pipeline.choose_load` needs, as this Airflow sees its DAGs: task types and asset links.
+
+        Whom a TriggerDagRunOperator triggers is not in the API (its target is filled in from
+        the parsed folder, see `__main__.live_choice`).
+        """
+        facts: dict[str, dict[str, Any]] = {}
+        for dag in self._request("GET", "/api/v2/dags?limit=100&exclude_stale=true")["dags"]:
+            tasks = self._request("GET", f"/api/v2/dags/{dag['dag_id']}/tasks")["tasks"]
+            kinds = {
+                t["task_id"]: (t.get("class_ref") or {}).get("class_name") or t.get("operator_name") for t in tasks
+            }
+            facts[dag["dag_id"]] = {
+                "task_types": sorted({str(kind) for kind in kinds.values()}),
+                "tasks": len(tasks),
+                "max_active_runs": dag.get("max_active_runs"),
+                "schedule_assets": [],
+                "outlets": {},
+                "triggers": {task: "" for task, kind in kinds.items() if kind == "TriggerDagRunOperator"},
+            }
+        for asset in self._request("GET", "/api/v2/assets?limit=100")["assets"]:
+            for ref in asset.get("scheduled_dags") or []:
+                facts.get(ref["dag_id"], {}).get("schedule_assets", []).append(asset["uri"])
+            for ref in asset.get("producing_tasks") or []:
+                if ref["dag_id"] in facts:
+                    facts[ref["dag_id"]]["outlets"].setdefault(ref["task_id"], []).append(asset["uri"])
+        return facts
 
     def unpaused_dags(self) -> list[str]:
         reply = self._request("GET", "/api/v2/dags?paused=false&limit=100")

@@ -29,12 +29,21 @@ from coursekit.checker.stack import GradeStack, Shop, SourceTable
 from coursekit.reference import config, contract, rules
 
 PASS, FAIL, WAIT = "PASS", "FAIL", "WAIT"
+CANNOT = "CANNOT CHECK"  # the checker cannot tell what to grade (e.g. which DAG is the load): says what it found
 OPEN_END = contract.OPEN_END
 TECHNICAL = contract.RESERVED
 COMMIT_SLACK_SEC = 30  # a row created this long before a run started was committed before it read
 HISTORY_MARGIN_SEC = 180  # a change needs a run (every minute) after it, plus slack, to become a version
 RECENT_RUNS = 10  # "the recent runs succeeded" looks at this many finished runs
 EXAMPLES = 5
+# psycopg 3 (PostgresHook in provider 7.x): `with conn:` commits AND closes the connection, and
+# `conn.transaction()` inside an implicit transaction is only a savepoint. G0's dwh/ does the first form.
+ONE_TRANSACTION_HINT = (
+    "do each table's whole merge in one transaction, so that a crash rolls back all of it: one"
+    " `with conn.transaction():` block on an autocommit connection (as G0's dwh/merge.py does), or"
+    " autocommit off and one conn.commit() at the end; statements committed one by one (autocommit without"
+    " a transaction block) stick on their own. Not `with conn:`: in psycopg 3 it commits and closes the connection"
+)
 
 
 @dataclass
@@ -67,6 +76,7 @@ class Run:
     end: datetime | None
     failed_tasks: list[str] = field(default_factory=list)
     planned_failure: bool = False  # the fast mode took a source down for this run on purpose
+    dag_id: str = ""  # which DAG of the load (a pipeline's DAGs run side by side: only one DAG's runs may not overlap)
 
 
 @dataclass
@@ -685,8 +695,10 @@ def check_runs_never_overlap(ctx: Context) -> Iterable[CheckResult]:
             "the load runs reliably", name, WAIT, expected, "runs unknown", "the checker could not list runs"
         )
         return
-    timed = sorted((r for r in ctx.runs or [] if r.start and r.end), key=lambda r: r.start)
-    overlapping = [f"{a.run_id} and {b.run_id}" for a, b in zip(timed, timed[1:], strict=False) if b.start < a.end]
+    overlapping = []
+    for dag_id in dict.fromkeys(r.dag_id for r in ctx.runs or []):  # a pipeline: each of its DAGs on its own
+        timed = sorted((r for r in ctx.runs or [] if r.start and r.end and r.dag_id == dag_id), key=lambda r: r.start)
+        overlapping += [f"{a.run_id} and {b.run_id}" for a, b in zip(timed, timed[1:], strict=False) if b.start < a.end]
     too_many = ctx.max_active_runs is not None and ctx.max_active_runs != 1
     found = [f"max_active_runs={ctx.max_active_runs}"] if too_many else []
     found += [f"overlapping: {', '.join(overlapping[:3])}"] if overlapping else []

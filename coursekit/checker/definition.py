@@ -218,13 +218,15 @@ LINES: dict[str, Line] = {
     ),
     "check_quarantine_tables": Line(
         "quarantine.<table> exists",
-        "with the key, `src_id` and a `failed_rules` (or `reason`) column",
-        "с ключом, `src_id` и колонкой `failed_rules` (или `reason`)",
+        "with the key, `src_id` and a reason column (`failed_rules`, `reason`, `rule`, `error` or their plurals);"
+        " a status column is optional",
+        "с ключом, `src_id` и колонкой причины (`failed_rules`, `reason`, `rule`, `error` или их множественное"
+        " число); колонка статуса необязательна",
     ),
     "check_bad_rows_held_with_reasons:reasons": Line(
         "quarantine.<table>: every held row says why",
-        "no held row has an empty `failed_rules` (or `reason`)",
-        "ни у одной задержанной строки `failed_rules` (или `reason`) не пуст",
+        "no held row has an empty reason",
+        "ни у одной задержанной строки причина не пуста",
     ),
     "check_bad_rows_held_with_reasons:held": Line(
         "the shops' bad rows are held in quarantine",
@@ -259,10 +261,10 @@ LINES: dict[str, Line] = {
     ),
     "check_released": Line(
         "quarantine rows were released",
-        "some held row passed a later audit (its customer arrived) and was published, with status `released`;"
-        " the report calls it a bonus, but it counts towards DONE",
+        "some held row passed a later audit (its customer arrived) and was published, with status `released` (or"
+        " `published`, `replayed`, `resolved`); the report calls it a bonus, but it counts towards DONE",
         "какая-то задержанная строка прошла более поздний аудит (пришёл её покупатель) и была опубликована со"
-        " статусом `released`; в отчёте это бонус, но без него DONE не будет",
+        " статусом `released` (или `published`, `replayed`, `resolved`); в отчёте это бонус, но без него DONE не будет",
         per="once",
     ),
 }

@@ -28,6 +28,10 @@ free ports, never touching the learner's running stack:
 * at the end the shops stop, the DAG catches up, and its last run is re-run:
   nothing may change.
 
+A load split into DAGs linked by assets or TriggerDagRunOperator is one load
+(`pipeline.py`): each run above starts its first DAG and runs the DAG runs that
+causes, and the run killed in its merge is whichever DAG writes dds then.
+
 Then the grade's checks run exactly as in the live mode, on this warehouse.
 `grade_many` grades several DAG folders side by side against the same shops,
 each with its own warehouse database and Airflow (the tests grade a dozen wrong
@@ -57,8 +61,8 @@ from psycopg2 import sql
 from rich.console import Console
 
 from coursekit.checker import checks
-from coursekit.checker.airflow_api import NOT_LOADS
-from coursekit.checker.checks import FAIL, WAIT, CheckResult, Context, Observed, Rerun, Run
+from coursekit.checker.checks import CANNOT, FAIL, WAIT, CheckResult, Context, Observed, Rerun, Run
+from coursekit.checker.pipeline import LoadChoice, choose_load
 from coursekit.checker.results_json import note_load_dag
 from coursekit.checker.stack import GradeStack, Shop, StackNotReachable
 from coursekit.grade import POSTGRES_SERVICES, REPO_ROOT, SHOP_DATABASE, SHOPS, Grade
@@ -67,7 +71,6 @@ from coursekit.pg import EmbeddedPostgres, free_port
 
 INITDB_TARGET = "/docker-entrypoint-initdb.d"
 KILL_WAIT_SEC = 120  # how long run 3 may go without writing to dds before the lock is let go
-LOAD_DAG_PREFERENCE = ("load_shops_to_dwh_wap", "load_shops_to_dwh")
 # Values a real shop's text meets; each must come back from dds exactly as it went in.
 HOSTILE_TEXT = [
     "O'Brien; DROP TABLE customers; --",
@@ -134,7 +137,8 @@ class Variant:
         self.seen = 0
         self.runner: subprocess.Popen | None = None
         self.ready: dict = {"dags": {}, "import_errors": {}}
-        self.dag_id: str | None = None
+        self.dag_id: str | None = None  # the first DAG of the load: each scenario run starts it
+        self.choice = LoadChoice(None)
         self.scenario = Scenario()
 
     def start_runner(self, env: dict[str, str]) -> None:
@@ -172,8 +176,12 @@ class Variant:
 
     def run(self, timeout: float, **rerun: str) -> dict:
         assert self.dag_id is not None
-        self.send({"cmd": "rerun" if rerun else "run", "dag_id": self.dag_id, **rerun})
+        self.send(self.command("rerun" if rerun else "run", **rerun))
         return self.next_reply(timeout)
+
+    def command(self, cmd: str, **rerun: str) -> dict:
+        """A run of the load: its first DAG, then the DAG runs it causes (a pipeline, see pipeline.py)."""
+        return {"cmd": cmd, "dag_id": self.dag_id, "pipeline": self.choice.pipeline, **rerun}
 
     def kill(self) -> None:
         if self.runner is not None and self.runner.poll() is None:
@@ -186,8 +194,16 @@ class Variant:
 class FastRun:
     """A private copy of one grade: databases and generators shared by every DAG folder under test."""
 
-    def __init__(self, grade: Grade, folders: dict[str, Path], settings: FastSettings, console: Console) -> None:
+    def __init__(
+        self,
+        grade: Grade,
+        folders: dict[str, Path],
+        settings: FastSettings,
+        console: Console,
+        dag_id: str | None = None,
+    ) -> None:
         self.grade = grade
+        self.dag_id = dag_id  # --dag-id: the load to grade, whatever the folder holds
         self.settings = settings
         self.console = console
         self.root = Path(tempfile.mkdtemp(prefix=f"coursekit-fast-{grade.name}-"))
@@ -362,7 +378,8 @@ class FastRun:
             variant.start_runner(self.airflow_env(variant))
         for variant in self.variants:
             variant.ready = variant.next_reply(timeout=300)
-            variant.dag_id = choose_load_dag(variant.ready["dags"])
+            variant.choice = choose_load(variant.ready["dags"], self.dag_id)
+            variant.dag_id = variant.choice.dag_id
 
     def close(self) -> None:
         for variant in self.variants:
@@ -422,11 +439,8 @@ def migrated_metadata_db() -> Path:
 
 
 def choose_load_dag(dags: dict[str, dict]) -> str | None:
-    for dag_id in LOAD_DAG_PREFERENCE:
-        if dag_id in dags:
-            return dag_id
-    loads = [d for d, info in dags.items() if d not in NOT_LOADS and info["task_types"] != ["BashOperator"]]
-    return loads[0] if loads else None
+    """The first DAG of the folder's load (see `pipeline.choose_load`)."""
+    return choose_load(dags).dag_id
 
 
 def _run_record(reply: dict, planned_failure: bool = False) -> Run:
@@ -481,7 +495,7 @@ def kill_in_merge(fast: FastRun, variant: Variant, scd2: bool, name: str) -> dic
             )
         # The run's dates are chosen here, so that the same run can be resumed after the kill.
         when = {"logical_date": datetime.now(UTC).isoformat(), "run_after": datetime.now(UTC).isoformat()}
-        variant.send({"cmd": "rerun", "dag_id": variant.dag_id, **when})
+        variant.send(variant.command("rerun", **when))
         deadline = time.monotonic() + (KILL_WAIT_SEC if tables else 0)
         while time.monotonic() < deadline and not variant.has_reply():
             cur.execute("select pg_stat_clear_snapshot()")  # statistics views are cached per transaction
@@ -663,6 +677,8 @@ def connect_all(stack: GradeStack, exit_stack: ExitStack) -> dict:
 def grade_variant(fast: FastRun, variant: Variant, plan: list[checks.Check], scd2: bool) -> list[CheckResult]:
     stack = fast.stack(variant)
     errors = variant.ready["import_errors"]
+    if variant.choice.ambiguous:
+        return [cannot_choose(variant.choice)]
     imports = CheckResult(
         "the DAG folder loads",
         "every DAG file imports without errors",
@@ -679,14 +695,11 @@ def grade_variant(fast: FastRun, variant: Variant, plan: list[checks.Check], scd
         WAIT if broken is None else not broken,
         "right after the kill: one current version (or row) per key, the rules hold, nothing loaded is gone",
         "no run was killed: none wrote to dds while it waited" if broken is None else "; ".join(broken[:3]) or "ok",
-        "the scenario could not kill a run in its merge"
-        if broken is None
-        else "do each table's whole merge in one transaction (`with conn:` / BEGIN ... COMMIT), so that a crash"
-        " rolls back all of it; autocommit makes every statement stick on its own",
+        "the scenario could not kill a run in its merge" if broken is None else checks.ONE_TRANSACTION_HINT,
     )
     with ExitStack() as exit_stack:
         ctx = context(stack, variant.scenario, scd2, connect_all(stack, exit_stack))
-        ctx.max_active_runs = variant.ready["dags"].get(variant.dag_id or "", {}).get("max_active_runs")
+        ctx.max_active_runs = pipeline_max_active_runs(variant)
         return [imports, killed] + [result for check in plan for result in check(ctx)]
 
 
@@ -697,8 +710,13 @@ def grade_many(
     folders: dict[str, Path],
     console: Console,
     settings: FastSettings | None = None,
+    dag_id: str | None = None,
+    choices: dict[str, LoadChoice] | None = None,
 ) -> dict[str, list[CheckResult]]:
-    """Grade several DAG folders side by side against the same shops, each with its own warehouse."""
+    """Grade several DAG folders side by side against the same shops, each with its own warehouse.
+
+    `choices`, if given, receives each folder's load choice (which DAGs were graded, and why).
+    """
     settings = settings or FastSettings()
     if any(getattr(check, "__name__", "") == "check_latency" for check in plan):
         # Write-Audit-Publish (G4): latency compares created_at with dds's clock, so no skewed clock; and
@@ -709,7 +727,7 @@ def grade_many(
     for path in folders.values():
         if not path.is_dir():
             raise StackNotReachable(f"no DAG folder at {path}")
-    fast = FastRun(grade, {name: path.resolve() for name, path in folders.items()}, settings, console)
+    fast = FastRun(grade, {name: path.resolve() for name, path in folders.items()}, settings, console, dag_id)
     console.print(f"FAST check on a private copy of {grade.name} ({fast.root})", highlight=False)
     try:
         fast.write_generator_config()
@@ -722,12 +740,14 @@ def grade_many(
         fast.wait_for_tables()
         time.sleep(settings.warmup)
         for variant in fast.variants:
-            fast.say(f"load DAG: {variant.dag_id or 'none in the folder (the warehouse stays empty)'}", variant)
+            fast.say(variant.choice.line() + ("" if variant.dag_id else "; the warehouse stays empty"), variant)
             note_load_dag(variant.dag_id, variant.name)
         stack = fast.stack(fast.variants[0])
         if any(v.dag_id for v in fast.variants):
             scenario(fast, stack, scd2)
         results = {v.name: grade_variant(fast, v, plan, scd2) for v in fast.variants}
+        if choices is not None:
+            choices.update({v.name: v.choice for v in fast.variants})
         fast.say(f"graded in {time.monotonic() - fast.started:.0f} s; Airflow's log: {fast.variants[0].log}")
         return results
     finally:
@@ -741,10 +761,26 @@ def grade_fast(
     dags_dir: Path,
     console: Console,
     settings: FastSettings | None = None,
+    dag_id: str | None = None,
 ) -> list[CheckResult]:
     """`make check FAST=1`: one DAG folder."""
     console.print(f"grading {dags_dir}", highlight=False)
-    return grade_many(grade, plan, scd2, {"yours": dags_dir}, console, settings)["yours"]
+    choices: dict[str, LoadChoice] = {}
+    results = grade_many(grade, plan, scd2, {"yours": dags_dir}, console, settings, dag_id, choices)["yours"]
+    console.print(choices["yours"].line(), highlight=False, markup=False)  # right above the report
+    return results
+
+
+def cannot_choose(choice: LoadChoice) -> CheckResult:
+    """The one result of a folder whose load cannot be told: the verdict is CANNOT CHECK, naming what was found."""
+    return CheckResult("the load DAG is found", "the folder's load DAG is recognisable", CANNOT, "", choice.why)
+
+
+def pipeline_max_active_runs(variant: Variant) -> int | None:
+    """max_active_runs of the load; of a pipeline, the one DAG that allows more than one run, if any."""
+    values = [variant.ready["dags"].get(d, {}).get("max_active_runs") for d in variant.choice.pipeline]
+    values = [v for v in values if v is not None]
+    return next((v for v in values if v != 1), values[0] if values else None)
 
 
 def touch_rows(fast: FastRun, stack: GradeStack, observed: Observed, value: str = "changed ✓ it's new") -> int:

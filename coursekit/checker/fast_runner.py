@@ -10,7 +10,11 @@ Airflow's own log):
     {"cmd": "rerun", "dag_id": "...", "logical_date": "...", "run_after": "..."}
 
 Each run is `dag.test()`, Airflow's own way to run a whole DAG run in one
-process, with retries off so that a failure shows at once.
+process, with retries off so that a failure shows at once. A command may name
+a `pipeline` (the load split into DAGs linked by assets or
+TriggerDagRunOperator, see `pipeline.py`): after the first DAG's run, every DAG
+run it causes runs too, in order, as the scheduler would start them; the reply
+is the first run's, failed if any run of the pipeline failed.
 """
 
 from __future__ import annotations
@@ -42,6 +46,71 @@ def describe(run: Any) -> dict:
     }
 
 
+def _record_triggers(triggered: list[tuple[str, dict | None]]) -> None:
+    """TriggerDagRunOperator only notes whom it triggers: there is no scheduler here to start that run.
+
+    The pipeline runs the triggered DAG itself right after (with the operator's conf),
+    so `wait_for_completion=True` cannot block on a run that would never start.
+    """
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    def execute(self, context) -> None:  # noqa: ARG001 - the operator's signature
+        triggered.append((str(self.trigger_dag_id), self.conf if isinstance(self.conf, dict) else None))
+
+    TriggerDagRunOperator.execute = execute
+
+
+def _due(condition: Any, emitted: set[str]) -> bool:
+    """An asset schedule's condition, given the assets emitted so far in this pipeline run."""
+    from coursekit.checker.pipeline import asset_key
+
+    objects = getattr(condition, "objects", None)
+    if objects is not None:
+        outcomes = [_due(inner, emitted) for inner in objects]
+        return any(outcomes) if type(condition).__name__ == "AssetAny" else all(outcomes)
+    return asset_key(condition) in emitted
+
+
+def run_pipeline(bag: Any, command: dict, facts: dict, triggered: list) -> dict:
+    """The command's run of its first DAG, then every run it causes; one reply for all of them."""
+    from airflow.utils.state import TaskInstanceState
+
+    triggered.clear()
+    first = bag.get_dag(command["dag_id"])
+    if command["cmd"] == "run":
+        run = first.test()
+    else:
+        run = first.test(
+            logical_date=datetime.fromisoformat(command["logical_date"]),
+            run_after=datetime.fromisoformat(command["run_after"]),
+        )
+    answer = describe(run)
+    pipeline = command.get("pipeline") or [command["dag_id"]]
+    emitted: set[str] = set()
+    ran = [run]
+    for dag_id in pipeline[1:]:
+        for done in ran:
+            succeeded = {ti.task_id for ti in done.get_task_instances() if ti.state == TaskInstanceState.SUCCESS}
+            outlets = facts.get(done.dag_id, {}).get("outlets", {})
+            emitted |= {key for task_id, keys in outlets.items() if task_id in succeeded for key in keys}
+        ran = []
+        dag = bag.get_dag(dag_id)
+        conf = next((c for target, c in triggered if target == dag_id), None)
+        by_trigger = any(target == dag_id for target, _ in triggered)
+        condition = getattr(dag.timetable, "asset_condition", None)
+        if not by_trigger and not (condition is not None and _due(condition, emitted)):
+            continue  # not caused by this run (e.g. the first DAG failed before it emitted its asset)
+        downstream = dag.test(run_conf=conf)
+        ran.append(downstream)
+        caused = describe(downstream)
+        if caused["state"] != "success":
+            answer["state"] = caused["state"]
+        answer["failed_tasks"] += [f"{dag_id}.{task}" for task in caused["failed_tasks"]]
+        answer["end"] = caused["end"] or answer["end"]
+        answer.setdefault("caused", []).append(caused["run_id"] and f"{dag_id}/{caused['run_id']}")
+    return answer
+
+
 def main(dags_folder: str, reply_file: str) -> int:
     # Airflow's parser for a bundle puts the folder on sys.path, as the dag processor and the
     # task runner do, so DAG files can import their own modules (G0's dwh/).
@@ -53,26 +122,21 @@ def main(dags_folder: str, reply_file: str) -> int:
         with replies.open("a", encoding="utf-8") as out:
             out.write(json.dumps(message) + "\n")
 
+    from coursekit.checker.pipeline import dag_facts
+
     bag = BundleDagBag(dag_folder=dags_folder, bundle_path=Path(dags_folder))
     dags = {}
+    triggered: list[tuple[str, dict | None]] = []
+    _record_triggers(triggered)
     for dag_id, dag in bag.dags.items():
-        kinds = sorted({type(task).__name__ for task in dag.tasks})
-        dags[dag_id] = {"max_active_runs": dag.max_active_runs, "task_types": kinds, "tasks": len(dag.tasks)}
+        dags[dag_id] = dag_facts(dag)
         for task in dag.tasks:
             task.retries = 0
     reply({"ready": True, "dags": dags, "import_errors": {Path(k).name: v for k, v in bag.import_errors.items()}})
     for line in sys.stdin:
         command = json.loads(line)
         try:
-            dag = bag.get_dag(command["dag_id"])
-            if command["cmd"] == "run":
-                run = dag.test()
-            else:
-                run = dag.test(
-                    logical_date=datetime.fromisoformat(command["logical_date"]),
-                    run_after=datetime.fromisoformat(command["run_after"]),
-                )
-            reply(describe(run))
+            reply(run_pipeline(bag, command, dags, triggered))
         except Exception as exc:  # report it; the orchestrator decides what a failed command means
             traceback.print_exc()
             reply({"state": "error", "error": f"{type(exc).__name__}: {exc}"})

@@ -1,4 +1,4 @@
-"""Parse a dags folder with Airflow's own DagBag and describe its Bash tasks as JSON.
+"""Parse a dags folder with Airflow's own DagBag and describe its DAGs (Bash tasks, links) as JSON.
 
 Run in a subprocess (`python -m coursekit.checker.inspect_dags <folder> <out.json>`)
 with a throwaway AIRFLOW_HOME, so checking never touches a learner's Airflow. The
@@ -34,6 +34,8 @@ def describe(folder: str) -> dict:
     # does, so DAG files can import their own modules (G0's dwh/).
     from airflow.dag_processing.dagbag import BundleDagBag
 
+    from coursekit.checker.pipeline import dag_facts
+
     bag = BundleDagBag(dag_folder=folder, bundle_path=Path(folder))
     dags = []
     for dag_id, dag in bag.dags.items():
@@ -48,7 +50,14 @@ def describe(folder: str) -> dict:
             for task in dag.tasks
             if type(task).__name__ == "BashOperator"
         ]
-        dags.append({"dag_id": dag_id, "bash_tasks": bash, "schedule_gap_sec": schedule_gap_seconds(dag)})
+        dags.append(
+            {
+                "dag_id": dag_id,
+                "bash_tasks": bash,
+                "schedule_gap_sec": schedule_gap_seconds(dag),
+                "facts": dag_facts(dag),  # for choosing the load (pipeline.choose_load)
+            }
+        )
     return {"import_errors": {str(k): v for k, v in bag.import_errors.items()}, "dags": dags}
 
 

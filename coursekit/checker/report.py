@@ -20,14 +20,18 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from coursekit.checker.checks import FAIL, PASS, WAIT, CheckResult
+from coursekit.checker.checks import CANNOT, FAIL, PASS, WAIT, CheckResult
 
 EXIT_CODES = {"DONE": 0, "NOT DONE": 1, "CANNOT CHECK": 2, "WAIT": 3}
 MARKS = {PASS: "[green]PASS[/green]", FAIL: "[red]FAIL[/red]", WAIT: "[yellow]WAIT[/yellow]"}
+MARKS[CANNOT] = "[red]CANNOT[/red]"
 
 
 def verdict(results: Sequence[CheckResult]) -> tuple[str, str]:
-    """(DONE | NOT DONE | WAIT, a short explanation)."""
+    """(DONE | NOT DONE | WAIT | CANNOT CHECK, a short explanation)."""
+    cannot = [r for r in results if r.verdict == CANNOT]
+    if cannot:  # nothing else can be trusted: e.g. which DAG is the load is unclear
+        return "CANNOT CHECK", cannot[0].found
     failed = [r for r in results if r.verdict == FAIL]
     waiting = [r for r in results if r.verdict == WAIT]
     if failed:

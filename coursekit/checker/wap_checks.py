@@ -26,8 +26,15 @@ from coursekit.reference import rules
 
 LATENCY_LIMIT_SEC = 300  # created_at -> load_dttm, 95th percentile
 LATENCY_WINDOW = "1 hour"  # rows created this recently are measured
-REASON_COLUMNS = ("failed_rules", "reason", "reasons")
-OPEN = "open"
+# The quarantine contract: the least a learner's design must have, and the names it may choose.
+# quarantine.<table>: the key, src_id and a reason column (any of REASON_COLUMNS). A status column is
+# optional (STATUS_COLUMNS, the first present); a row is held unless its status is a CLOSED one
+# (case-insensitive): no status column means every row is held. A copied source column orders.status
+# holds none of the closed values, so it cannot release anything by accident.
+REASON_COLUMNS = ("failed_rules", "reason", "reasons", "rule", "rules", "failed_rule", "error", "errors")
+STATUS_COLUMNS = ("quarantine_status", "status")
+RELEASED = ("released", "published", "replayed", "resolved")  # the very row held was published later
+CLOSED = (*RELEASED, "superseded", "replaced", "closed", "fixed", "done")  # no longer held
 
 
 def _generator_columns(ctx: Context) -> dict[str, dict[str, dict]]:
@@ -55,12 +62,24 @@ def _reason_column(columns: list[str]) -> str | None:
     return next((c for c in REASON_COLUMNS if c in columns), None)
 
 
+def _status_column(columns: list[str]) -> str | None:
+    return next((c for c in STATUS_COLUMNS if c in columns), None)
+
+
+def _status_is(status: str, values: tuple[str, ...]) -> sql.Composable:
+    """`status` (a column name) is one of `values`, case-insensitive; NULL is none of them."""
+    return sql.SQL("coalesce(lower(trim({}::text)) = any({}), false)").format(
+        sql.Identifier(status), sql.Literal(list(values))
+    )
+
+
 def _held_keys(ctx: Context, table: SourceTable) -> set[tuple[str, object]]:
-    """(src_id, key) of rows waiting in quarantine (status open, if the table has a status)."""
+    """(src_id, key) of rows waiting in quarantine: every row, unless its status says it was closed."""
     columns = _columns(ctx, "quarantine", table.name)
     if not {table.key, "src_id"} <= set(columns):
         return set()
-    where = sql.SQL("where status = {}").format(sql.Literal(OPEN)) if "status" in columns else sql.SQL("")
+    status = _status_column(columns)
+    where = sql.SQL("where not {}").format(_status_is(status, CLOSED)) if status else sql.SQL("")
     rows = ctx.query(
         sql.SQL("select src_id, {key} from {q} {where}").format(
             key=sql.Identifier(table.key), q=_quarantine(table), where=where
@@ -75,13 +94,13 @@ def check_quarantine_tables(ctx: Context) -> Iterable[CheckResult]:
         missing = [c for c in (table.key, "src_id") if c not in columns]
         reason = _reason_column(columns)
         problems = ([f"missing columns {', '.join(missing)}"] if missing else []) + (
-            [] if reason else ["no failed_rules (or reason) column"]
+            [] if reason else [f"no reason column (one of {', '.join(REASON_COLUMNS)})"]
         )
         yield CheckResult(
             "failing rows are kept on the side",
             f"quarantine.{table.name} exists",
             bool(columns) and not problems,
-            f"quarantine.{table.name} with {table.key}, src_id, failed_rules (why), status (open/released)",
+            f"quarantine.{table.name} with {table.key}, src_id and why (failed_rules or reason); status optional",
             "no such table" if not columns else ("; ".join(problems) or "ok"),
             "" if columns and not problems else f"write rows that fail the audit to quarantine.{table.name}",
         )
@@ -289,9 +308,12 @@ def check_latency(ctx: Context) -> Iterable[CheckResult]:
 def check_released(ctx: Context) -> Iterable[CheckResult]:
     released, found = 0, []
     for table in ctx.stack.tables:
-        if "status" in _columns(ctx, "quarantine", table.name):
+        status = _status_column(_columns(ctx, "quarantine", table.name))
+        if status:
             (count,) = ctx.query(
-                sql.SQL("select count(*) from {q} where status = 'released'").format(q=_quarantine(table))
+                sql.SQL("select count(*) from {q} where {released}").format(
+                    q=_quarantine(table), released=_status_is(status, RELEASED)
+                )
             )[0]
             released += count
             found.append(f"{table.name}: {count}")
@@ -299,7 +321,7 @@ def check_released(ctx: Context) -> Iterable[CheckResult]:
         "late rows are published when they pass (bonus)",
         "quarantine rows were released",
         released > 0,
-        "some rows with status 'released' (an order whose customer arrived later)",
+        f"some rows with status {' / '.join(RELEASED)} (an order whose customer arrived later)",
         ", ".join(found) or "no status column",
         "" if released else "re-audit open quarantine rows every run and publish those that pass",
     )

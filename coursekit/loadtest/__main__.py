@@ -7,8 +7,11 @@ the highest rate that kept up, the first that did not and why, with where the ru
 (coursekit/loadtest/breakdown.py, from Airflow's task instances).
 
 By default the test starts its own copy of the grade natively (free ports, a
-temporary folder; your `make run` data is not touched), with the grade's
-reference solution DAG. `--attach` measures a stack that already runs instead
+temporary folder; your `make run` data is not touched), with the grade's own
+DAG folder: yours (`airflow_data/dags`, or DAGS_DIR as compose resolves it;
+`make loadtest SOLUTION=1` or `--dags-dir` for another, e.g. the reference). Its load
+DAG is found as the checker finds it (`coursekit/checker/pipeline.py`).
+`--attach` measures a stack that already runs instead
 (`docker compose -f docker-compose.yml -f docker-compose.loadtest.yml up -d`, or
 `make run`), whatever DAG it runs; only the load generators are added to it. It measures the
 stack's own containers (Docker, per container) or its own processes (`make run`), nothing else.
@@ -32,6 +35,7 @@ from rich.table import Table as RichTable
 
 from coursekit.checker.airflow_api import AirflowClient
 from coursekit.checker.checks import Context
+from coursekit.checker.pipeline import LoadChoice, choose_load
 from coursekit.checker.stack import GradeStack, StackNotReachable
 from coursekit.grade import GRADES, REPO_ROOT, Grade
 from coursekit.loadtest import breakdown, knee, measure, report
@@ -59,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--short", action="store_true", help=f"a 2-3 minute run for CI: rates {SHORT_RATES}, {SHORT_STEP_SEC} s each"
     )
     parser.add_argument("--attach", action="store_true", help="measure the stack that runs now instead of a copy")
+    parser.add_argument(
+        "--dags-dir",
+        type=Path,
+        help="the DAG folder to measure (default: DAGS_DIR as compose resolves it, else the grade's airflow_data/dags)",
+    )
     parser.add_argument("--update-window", type=int, help="seconds back the load updates rows (default 120)")
     parser.add_argument("--report-dir", type=Path, default=REPO_ROOT / "loadtest-report", help="reports go here")
     parser.add_argument("--keep", action="store_true", help="keep the private copy's folder (logs) afterwards")
@@ -102,7 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     load_average = os.getloadavg()  # before anything of the test starts: other people's load
     console.print(bound(options) + (" (plus about a minute to start the private copy)" if not options.attach else ""))
     folder = options.report_dir / started.strftime("%Y%m%d-%H%M%S")
-    private = None if options.attach else PrivateStack(grade, update_window)
+    dags_dir = (options.dags_dir or GradeStack(grade).dags_dir).resolve()
+    if not options.attach:
+        try:
+            choice = folder_load(dags_dir)
+        except RuntimeError as exc:
+            console.print(f"[red]✗[/red] {exc}", highlight=False)
+            return 1
+        console.print(f"measuring {_shown(dags_dir)}; {choice.line()}", highlight=False, markup=False)
+    private = None if options.attach else PrivateStack(grade, update_window, dags_dir=dags_dir)
     try:
         if private is not None:
             console.print(f"starting a private copy of {grade.name} in {private.root} (about a minute)...")
@@ -112,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             # The copy's own generators are idle; the load generators update every table.
             grade_stack.tables = [replace(t, updates=True) for t in grade_stack.tables]
             roots = private.process_roots
-            mode = "natively, private copy with the reference solution"
+            mode = f"natively, private copy with the DAGs of {_shown(dags_dir)}"
         else:
             grade_stack = GradeStack(grade)
             roots = attached_stack(grade)
@@ -139,6 +156,28 @@ def main(argv: list[str] | None = None) -> int:
         else "did not reach the knee within the steps"
     )
     return 0
+
+
+def folder_load(dags_dir: Path) -> LoadChoice:
+    """The folder's load DAG, chosen as the checker chooses it; a folder without one cannot be measured."""
+    from coursekit.checker.cleanup import inspect
+
+    if not dags_dir.is_dir():
+        raise RuntimeError(f"no DAG folder at {dags_dir}")
+    choice = choose_load({d["dag_id"]: d["facts"] for d in inspect(dags_dir)["dags"]})
+    if choice.dag_id is None:
+        raise RuntimeError(
+            f"nothing to measure in {dags_dir}: {choice.why}. Write your load first, or measure the reference:"
+            " make loadtest GRADE=... SOLUTION=1"
+        )
+    return choice
+
+
+def _shown(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def compose_project(grade: Grade) -> str:
@@ -226,16 +265,18 @@ def drive(options, console, grade, grade_stack, roots, private, update_window, l
             phase.keys, phase.p50, phase.p95, phase.worst = measure.window_latency(dwh, tables, phase.start, phase.end)
         series = measure.series(dwh, tables, phases[0].start, _now(dwh))
         series["backlog"] = backlog
-        runs = _safe(lambda: breakdown.fetch(AirflowClient(grade_stack), phases[0].start, _now(dwh)), [])
+        client = AirflowClient(grade_stack)
+        measured = _safe(lambda: choose_load(client.dag_facts()).pipeline, [])  # the checker's choice, in Airflow
+        runs = _safe(lambda: breakdown.fetch(client, phases[0].start, _now(dwh), measured or None), [])
         checks = _checks(grade_stack, dwh, shops, load_end, update_window)
     settings = {
         "ramp": bound(options),
         "latency target (s)": str(options.latency_target),
         "updates per tick": "60% of inserts",
         "update window of the load (s)": str(update_window),
-        "dags": "reference solution" if private else "whatever the stack runs",
+        "dags": _shown(private.dags_dir) if private and private.dags_dir else "whatever the stack runs",
         "CPU and memory": monitor.method,
-        "pipeline measured": _commit(private.source.path if private else None),
+        "pipeline measured": _commit(private.dags_dir if private and private.dags_dir else None),
     }
     return report.Run(
         grade.name,
@@ -310,13 +351,17 @@ def _progress(options, number, began, rows, lag, sample) -> RichTable:
     return table
 
 
-def _commit(grade_path: Path | None) -> str:
-    """Which commit's reference solution ran (and whether its folder had changes), for the record."""
-    if grade_path is None:
+def _commit(dags_dir: Path | None) -> str:
+    """Which DAG folder ran, at which commit (and whether it had changes), for the record."""
+    if dags_dir is None:
         return "the DAGs of the running stack"
+    grade_path = dags_dir
     try:
         head = subprocess.run(
-            ["git", "-C", str(grade_path), "log", "-1", "--format=%h %s"], capture_output=True, text=True, timeout=30
+            ["git", "-C", str(grade_path), "log", "-1", "--format=%h %s", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=30,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(grade_path), "status", "--porcelain", "."], capture_output=True, text=True, timeout=30
@@ -325,7 +370,7 @@ def _commit(grade_path: Path | None) -> str:
         return "unknown (no git)"
     if not head:
         return "unknown (not a git checkout)"
-    return f"{grade_path.name}/solution of commit {head[:80]}" + (" + uncommitted changes" if dirty else "")
+    return f"{_shown(dags_dir)} of commit {head[:80]}" + (" + uncommitted changes" if dirty else "")
 
 
 def _backlog(dwh, shops, src_ids, tables) -> tuple[datetime, int | None, float | None]:

@@ -152,10 +152,10 @@ def load_dags(client) -> list[str]:
     return loads
 
 
-def fetch(client, since: datetime, until: datetime) -> list[RunBreakdown]:
-    """Every finished run of the load DAGs that started in [since, until), split; oldest first."""
+def fetch(client, since: datetime, until: datetime, dag_ids: list[str] | None = None) -> list[RunBreakdown]:
+    """Every finished run of the load DAGs (`dag_ids`, else `load_dags`) that started in [since, until), split."""
     found = []
-    for dag_id in load_dags(client):
+    for dag_id in dag_ids or load_dags(client):
         upstreams = upstream_map(client, dag_id)
         schedule = client.dag(dag_id).get("timetable_summary") or ""
         offset = 0

@@ -1,7 +1,7 @@
 """A private copy of a grade, run natively on free ports, for one load test.
 
 Why a copy: the test must not touch the learner's `make run` data, ports or
-files, and it needs a few settings of its own: the reference DAG unpaused, a
+files, and it needs a few settings of its own: the DAGs under test unpaused, a
 lookback that matches the load's update window, and the stack's own generators
 idle (the test's load generators write instead, at the rate of each phase).
 """
@@ -29,8 +29,12 @@ RUNTIME_FOLDERS = ("generator_app_data", "logs", "staging", "__pycache__")
 class PrivateStack:
     """`start()` copies and starts the grade; `stop()` stops it; `remove()` deletes the copy."""
 
-    def __init__(self, grade: Grade, update_window: int, root: Path | None = None) -> None:
+    def __init__(
+        self, grade: Grade, update_window: int, root: Path | None = None, dags_dir: Path | None = None
+    ) -> None:
         self.source = grade
+        # The DAG folder under test (default: the reference solution's, else the grade's own).
+        self.dags_dir = dags_dir
         self.root = root or Path(tempfile.mkdtemp(prefix="coursekit-loadtest-"))
         self.grade = Grade(grade.name, self.root / "grades" / grade.name)
         self.run_dir = self.root / "run"
@@ -41,14 +45,17 @@ class PrivateStack:
     @property
     def env(self) -> dict[str, str]:
         """The process environment that puts compose's published ports on the free ports."""
-        return {**os.environ, **{name: str(port) for name, port in self.ports.items()}}
+        # DAGS_DIR chose the folder copied in (`dags_dir`); inside the copy it would point elsewhere.
+        env = {k: v for k, v in os.environ.items() if k != "DAGS_DIR"}
+        return {**env, **{name: str(port) for name, port in self.ports.items()}}
 
     def prepare(self) -> None:
         shutil.copytree(self.source.path, self.grade.path, ignore=shutil.ignore_patterns(*RUNTIME_FOLDERS))
         solution = self.source.path / "solution" / "dags"
-        if solution.is_dir():  # run the reference, not the learner's starter
+        dags = self.dags_dir or (solution if solution.is_dir() else None)
+        if dags is not None and dags.resolve() != self.source.dags_dir.resolve():
             shutil.rmtree(self.grade.dags_dir)
-            shutil.copytree(solution, self.grade.dags_dir, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(dags, self.grade.dags_dir, ignore=shutil.ignore_patterns("__pycache__"))
         pipeline = self.grade.dags_dir / "pipeline.yaml"
         if pipeline.exists():
             config = yaml.safe_load(pipeline.read_text(encoding="utf-8"))
