@@ -115,13 +115,13 @@ def g2_self_test(text: str) -> str:
     G0's first line and its freshness query are kept; the row counts read dds only; the
     contract rule is the one of tables without history (`duplicate_keys`), as the checker runs it.
     """
-    from coursekit.reference import REFERENCE_DAGS, config, contract
+    from coursekit.reference import REFERENCE_DAGS, config, contract, rules
 
     freshness = re.search(r"^-- \d+\. (Freshness.*)\Z", text, flags=re.MULTILINE | re.DOTALL)
     if freshness is None:
         raise SyncError("the self-test's last query ('-- N. Freshness ...') is missing")
     table = config.load_config(REFERENCE_DAGS / "pipeline.yaml").tables["orders"].model_copy(update={"scd2": False})
-    statement = contract.rule_statement("duplicate_keys", "orders", table).split("\n")
+    statement = rules.rule_statement("duplicate_keys", "orders", table).split("\n")
     rule = "\n".join(line for line in statement if not line.startswith("--"))
     return "\n".join(
         [
