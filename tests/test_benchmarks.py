@@ -111,3 +111,28 @@ def test_scd2_benchmark_stopped_with_sigterm_leaves_nothing_behind(tmp_path):
     assert process.returncode == 143, output
     assert list(work.iterdir()) == [], "the benchmark left files behind"
     assert no_server_left(tmp_path)
+
+
+def test_dag_parse_benchmark_parses_every_dag_file_as_the_dag_processor_does(tmp_path):
+    # G0's files import the grade's `dwh` package from their own folder, and G4's
+    # reference adds the WAP DAG: both fail unless each file's folder is its bundle.
+    figures = run_benchmark(
+        "coursekit.bench.dag_parse_bench", tmp_path, "--repeats", "1", "--grade", "G0_Trainee", "--grade", "G4_Senior"
+    )
+    for key in (
+        "dag_parse_ms_g0_trainee_load_shops_to_dwh",
+        "dag_parse_ms_g0_trainee_cleanup_staging",
+        "dag_parse_ms_g4_senior_solution_load_shops_to_dwh_wap",
+    ):
+        assert float(figures[key]) > 0, figures
+    assert int(figures["dag_parse_dags"]) >= 4 and int(figures["dag_parse_files"]) >= 6, figures
+    per_file = [float(value) for key, value in figures.items() if key.startswith("dag_parse_ms_g")]
+    assert float(figures["dag_parse_ms_max"]) == max(per_file)
+
+
+def test_generator_benchmark_reports_its_tick(tmp_path):
+    figures = run_benchmark("coursekit.bench.generator_bench", tmp_path, "--ticks", "1")
+    assert figures["generator_ticks"] == "1"
+    # The scaled config inserts and updates exactly the promised totals per tick.
+    assert (figures["generator_inserts_per_tick"], figures["generator_updates_per_tick"]) == ("10000", "6000")
+    assert float(figures["generator_tick_ms_p50"]) > 0
