@@ -15,7 +15,7 @@
 #   make test    - lint + the whole test suite without Docker (what CI runs first)
 #   make test-fast - lint + the tests not marked slow (the inner loop, a few minutes)
 #   make test-docker - the grades' real Docker stacks (tests/docker; needs a Docker engine, 9-18 min)
-#   make bench   - benchmarks that print key=value figures
+#   make bench   - benchmarks that print key=value figures (dbt's snapshot beside the SCD2 merge: own .venv-dbt)
 #   make loadtest GRADE=G4_Senior ARGS="--short" - drive the shops harder, measure, write loadtest-report/
 #   make images  - regenerate images/ from a real run (manual, ~5 min; commit the result)
 #   make lock    - re-resolve constraints.txt from the names in pyproject.toml
@@ -94,4 +94,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .venv-pgadmin .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-pgadmin .venv-dbt .pytest_cache .ruff_cache *.egg-info

@@ -14,6 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from coursekit.bench import scd2_dbt
+
 FIGURE = re.compile(r"^[a-z0-9_]+=[^\s=]+$")
 SCD2_FIGURES = (
     "batch_rows",
@@ -63,6 +67,7 @@ def test_scd2_benchmark_reports_every_figure_and_verifies_its_loads(tmp_path):
         "coursekit.bench.scd2_bench",
         tmp_path,
         *("--batch", "2000", "--big", "20000", "--small", "200", "--repeats", "1", "--naive-rows", "500"),
+        *("--dbt", "no"),
     )
     for key in SCD2_FIGURES:
         assert key in figures, f"{key} missing from {sorted(figures)}"
@@ -96,7 +101,8 @@ def test_scd2_benchmark_stopped_with_sigterm_leaves_nothing_behind(tmp_path):
     work = tmp_path / "tmp"
     work.mkdir()
     process = subprocess.Popen(
-        [sys.executable, "-m", "coursekit.bench.scd2_bench", "--batch", "2000", "--big", "20000", "--small", "200"],
+        [sys.executable, "-m", "coursekit.bench.scd2_bench", "--batch", "2000", "--big", "20000", "--small", "200"]
+        + ["--dbt", "no"],
         env={**os.environ, "TMPDIR": str(work)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -136,3 +142,29 @@ def test_generator_benchmark_reports_its_tick(tmp_path):
     # The scaled config inserts and updates exactly the promised totals per tick.
     assert (figures["generator_inserts_per_tick"], figures["generator_updates_per_tick"]) == ("10000", "6000")
     assert float(figures["generator_tick_ms_p50"]) > 0
+
+
+@pytest.mark.slow
+def test_scd2_benchmark_runs_dbt_snapshot_on_the_same_batch_and_same_versions(tmp_path):
+    # dbt lives in its own virtualenv (.venv-dbt), installed from PyPI on first use.
+    try:
+        scd2_dbt.ensure_venv(say=lambda _: None)
+    except scd2_dbt.DbtUnavailable as error:
+        pytest.skip(f"dbt cannot be installed here, so its snapshot is not compared: {error}")
+    figures = run_benchmark(
+        "coursekit.bench.scd2_bench",
+        tmp_path,
+        *("--batch", "2000", "--big", "20000", "--small", "200", "--repeats", "2", "--naive-rows", "200"),
+    )
+    # Each round compared dbt's history with ours, version for version (else no figures at all).
+    assert figures["dbt_verified_histories"] == "2", figures
+    assert figures["dbt_version"] == scd2_dbt.DBT_CORE.split("==")[1]
+    for key in ("dbt_ours_merge_s", "dbt_ours_command_s", "dbt_snapshot_sql_s", "dbt_command_s"):
+        assert float(figures[key]) > 0, (key, figures)
+    # The speedup is the ratio of the two SQL times (printed to the millisecond, hence the slack).
+    speedup = float(figures["dbt_snapshot_sql_s"]) / float(figures["dbt_ours_merge_s"])
+    assert abs(float(figures["scd2_vs_dbt_speedup"]) - speedup) <= 0.1 * speedup, figures
+    # A whole command includes its SQL.
+    assert float(figures["dbt_command_s"]) > float(figures["dbt_snapshot_sql_s"])
+    assert float(figures["dbt_ours_command_s"]) > float(figures["dbt_ours_merge_s"])
+    assert no_server_left(tmp_path)
