@@ -82,6 +82,7 @@ sync-grades: venv
 bench: venv
 	$(PY) -m coursekit.bench.generator_bench
 	$(PY) -m coursekit.bench.scd2_bench
+	$(PY) -m coursekit.bench.audit_bench --no-plans
 	$(PY) -m coursekit.bench.dag_parse_bench
 	$(PY) -m coursekit.bench.grading_bench
 

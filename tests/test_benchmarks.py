@@ -168,3 +168,21 @@ def test_scd2_benchmark_runs_dbt_snapshot_on_the_same_batch_and_same_versions(tm
     assert float(figures["dbt_command_s"]) > float(figures["dbt_snapshot_sql_s"])
     assert float(figures["dbt_ours_command_s"]) > float(figures["dbt_ours_merge_s"])
     assert no_server_left(tmp_path)
+
+
+def test_audit_benchmark_times_every_statement_of_wap_and_checks_the_result(tmp_path):
+    # A tiny rate: the same statements on a few thousand rows; the benchmark itself fails
+    # (non-zero exit) unless every bad row was held, none reached dds and the contract holds.
+    figures = run_benchmark(
+        "coursekit.bench.audit_bench", tmp_path, "--rate", "20", "--history", "300", "--lookback", "120"
+    )
+    assert int(figures["held_products_fresh"]) > 0 and int(figures["held_orders_fresh"]) > 0, figures
+    assert int(figures["re_audited_orders"]) > 0, "orders waiting for a held product come back for a second look"
+    for table in ("customers", "products", "orders"):
+        audit_steps = [key for key in figures if key.startswith(f"audit_{table}_") and key != f"audit_{table}_s"]
+        assert len(audit_steps) >= 8, audit_steps
+        assert abs(sum(float(figures[k]) for k in audit_steps) - float(figures[f"audit_{table}_s"])) < 0.01
+        # Every statement with a plan was run under EXPLAIN (ANALYZE, BUFFERS); the judge reads the batch.
+        assert int(figures[f"{table}_audit_judge_buffers"]) > 0, figures
+        assert int(figures[f"stg_{table}_rows"]) > 0 and int(figures[f"dds_{table}_rows"]) > 0
+    assert no_server_left(tmp_path)

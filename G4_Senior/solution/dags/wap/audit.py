@@ -66,6 +66,7 @@ class SourceAudit:
 
 # The audit's statements in order (sql/audit.sql); the last one returns the summary per shop.
 AUDIT_STEPS = (
+    "analyze_batch",
     "reset_held",
     "reset_verdicts",
     "reset_rules",
