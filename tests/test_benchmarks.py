@@ -186,3 +186,24 @@ def test_audit_benchmark_times_every_statement_of_wap_and_checks_the_result(tmp_
         assert int(figures[f"{table}_audit_judge_buffers"]) > 0, figures
         assert int(figures[f"stg_{table}_rows"]) > 0 and int(figures[f"dds_{table}_rows"]) > 0
     assert no_server_left(tmp_path)
+
+
+@pytest.mark.slow
+def test_grading_benchmark_reports_the_fast_verdict_and_where_its_seconds_went(tmp_path):
+    # Not run_benchmark: the fast check keeps its folder (Airflow's log, named in its output).
+    result = subprocess.run(
+        [sys.executable, "-m", "coursekit.bench.grading_bench", "--skip-live"],
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = dict(line.split("=", 1) for line in result.stdout.splitlines() if FIGURE.match(line))
+    assert figures["fast_verdict"] == "DONE", figures
+    split = {key: float(value) for key, value in figures.items() if key.startswith("fast_split_")}
+    for phase in ("databases", "airflow_start", "run_1", "kill", "airflow_restart", "busy_runs", "checks"):
+        assert f"fast_split_{phase}_s" in split, sorted(split)
+    # The phases add up to the verdict's seconds (each printed to the second).
+    assert abs(sum(split.values()) - float(figures["fast_verdict_sec"])) <= len(split), figures
+    assert int(figures["fast_busy_runs"]) >= 1
