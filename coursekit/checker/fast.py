@@ -155,8 +155,11 @@ class Variant:
 
     def send(self, command: dict) -> None:
         assert self.runner is not None and self.runner.stdin is not None
-        self.runner.stdin.write(json.dumps(command) + "\n")
-        self.runner.stdin.flush()
+        try:
+            self.runner.stdin.write(json.dumps(command) + "\n")
+            self.runner.stdin.flush()
+        except BrokenPipeError:  # it died while importing Airflow, before its first command
+            raise StackNotReachable(f"Airflow stopped; see {self.log}") from None
 
     def run(self, timeout: float, **rerun: str) -> dict:
         assert self.dag_id is not None
