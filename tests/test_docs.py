@@ -26,7 +26,7 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def readmes() -> list[Path]:
-    skipped = {".venv", ".venv-pgadmin", ".run", "node_modules"}
+    skipped = {".venv", ".venv-pgadmin", ".venv-dbt", ".run", "node_modules"}
     found = [p for p in REPO_ROOT.rglob("README*.md") if not skipped & set(p.parts)]
     return sorted(found)
 

@@ -49,9 +49,19 @@ from coursekit.grade import REPO_ROOT
 if TYPE_CHECKING:
     from coursekit.pg import EmbeddedPostgres
 
-DBT_CORE = "dbt-core==1.11.16"
-DBT_POSTGRES = "dbt-postgres==1.11.0"
 CONSTRAINTS = REPO_ROOT / "constraints-dbt.txt"
+
+
+def pinned(name: str) -> str:
+    """`name==version` as constraints-dbt.txt pins it (the one place the versions are written)."""
+    for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines():
+        if line.lower().startswith(f"{name}=="):
+            return line.strip()
+    raise LookupError(f"{CONSTRAINTS.name} pins no {name}")
+
+
+DBT_CORE = pinned("dbt-core")
+DBT_POSTGRES = pinned("dbt-postgres")
 VENV = REPO_ROOT / ".venv-dbt"
 SCHEMA = "snapshots"
 SNAPSHOT = "orders_snapshot"
