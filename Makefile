@@ -20,7 +20,7 @@
 #   make test    - lint + the whole test suite without Docker (what CI runs first)
 #   make test-fast - lint + the tests not marked slow (the inner loop, a few minutes)
 #   make test-docker - the grades' real Docker stacks (tests/docker; needs a Docker engine, 9-18 min)
-#   make bench   - benchmarks that print key=value figures
+#   make bench   - benchmarks that print key=value figures (dbt's snapshot beside the SCD2 merge: own .venv-dbt)
 #   make loadtest GRADE=G4_Senior ARGS="--short" - drive the shops harder, measure, write loadtest-report/;
 #                  it measures the grade's airflow_data/dags (yours); SOLUTION=1 the reference
 #   make images  - regenerate images/ from a real run (manual, ~5 min; commit the result)
@@ -131,6 +131,7 @@ docs: venv
 bench: venv
 	$(PY) -m coursekit.bench.generator_bench
 	$(PY) -m coursekit.bench.scd2_bench
+	$(PY) -m coursekit.bench.audit_bench --no-plans
 	$(PY) -m coursekit.bench.dag_parse_bench
 	$(PY) -m coursekit.bench.grading_bench
 
@@ -149,7 +150,7 @@ lock:
 	done; rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .venv-pgadmin .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-pgadmin .venv-dbt .pytest_cache .ruff_cache *.egg-info
 
 # make check JSON=<path>: the checker's --json, added to ARGS (also when ARGS is given on the command line).
 check: override ARGS += $(if $(JSON),--json $(JSON))

@@ -14,6 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from coursekit.bench import scd2_dbt
+
 FIGURE = re.compile(r"^[a-z0-9_]+=[^\s=]+$")
 SCD2_FIGURES = (
     "batch_rows",
@@ -63,6 +67,7 @@ def test_scd2_benchmark_reports_every_figure_and_verifies_its_loads(tmp_path):
         "coursekit.bench.scd2_bench",
         tmp_path,
         *("--batch", "2000", "--big", "20000", "--small", "200", "--repeats", "1", "--naive-rows", "500"),
+        *("--dbt", "no"),
     )
     for key in SCD2_FIGURES:
         assert key in figures, f"{key} missing from {sorted(figures)}"
@@ -96,7 +101,8 @@ def test_scd2_benchmark_stopped_with_sigterm_leaves_nothing_behind(tmp_path):
     work = tmp_path / "tmp"
     work.mkdir()
     process = subprocess.Popen(
-        [sys.executable, "-m", "coursekit.bench.scd2_bench", "--batch", "2000", "--big", "20000", "--small", "200"],
+        [sys.executable, "-m", "coursekit.bench.scd2_bench", "--batch", "2000", "--big", "20000", "--small", "200"]
+        + ["--dbt", "no"],
         env={**os.environ, "TMPDIR": str(work)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -111,3 +117,93 @@ def test_scd2_benchmark_stopped_with_sigterm_leaves_nothing_behind(tmp_path):
     assert process.returncode == 143, output
     assert list(work.iterdir()) == [], "the benchmark left files behind"
     assert no_server_left(tmp_path)
+
+
+def test_dag_parse_benchmark_parses_every_dag_file_as_the_dag_processor_does(tmp_path):
+    # G0's files import the grade's `dwh` package from their own folder, and G4's
+    # reference adds the WAP DAG: both fail unless each file's folder is its bundle.
+    figures = run_benchmark(
+        "coursekit.bench.dag_parse_bench", tmp_path, "--repeats", "1", "--grade", "G0_Trainee", "--grade", "G4_Senior"
+    )
+    for key in (
+        "dag_parse_ms_g0_trainee_load_shops_to_dwh",
+        "dag_parse_ms_g0_trainee_cleanup_staging",
+        "dag_parse_ms_g4_senior_solution_load_shops_to_dwh_wap",
+    ):
+        assert float(figures[key]) > 0, figures
+    assert int(figures["dag_parse_dags"]) >= 4 and int(figures["dag_parse_files"]) >= 6, figures
+    per_file = [float(value) for key, value in figures.items() if key.startswith("dag_parse_ms_g")]
+    assert float(figures["dag_parse_ms_max"]) == max(per_file)
+
+
+def test_generator_benchmark_reports_its_tick(tmp_path):
+    figures = run_benchmark("coursekit.bench.generator_bench", tmp_path, "--ticks", "1")
+    assert figures["generator_ticks"] == "1"
+    # The scaled config inserts and updates exactly the promised totals per tick.
+    assert (figures["generator_inserts_per_tick"], figures["generator_updates_per_tick"]) == ("10000", "6000")
+    assert float(figures["generator_tick_ms_p50"]) > 0
+
+
+@pytest.mark.slow
+def test_scd2_benchmark_runs_dbt_snapshot_on_the_same_batch_and_same_versions(tmp_path):
+    # dbt lives in its own virtualenv (.venv-dbt), installed from PyPI on first use.
+    try:
+        scd2_dbt.ensure_venv(say=lambda _: None)
+    except scd2_dbt.DbtUnavailable as error:
+        pytest.skip(f"dbt cannot be installed here, so its snapshot is not compared: {error}")
+    figures = run_benchmark(
+        "coursekit.bench.scd2_bench",
+        tmp_path,
+        *("--batch", "2000", "--big", "20000", "--small", "200", "--repeats", "2", "--naive-rows", "200"),
+    )
+    # Each round compared dbt's history with ours, version for version (else no figures at all).
+    assert figures["dbt_verified_histories"] == "2", figures
+    assert figures["dbt_version"] == scd2_dbt.DBT_CORE.split("==")[1]
+    for key in ("dbt_ours_merge_s", "dbt_ours_command_s", "dbt_snapshot_sql_s", "dbt_command_s"):
+        assert float(figures[key]) > 0, (key, figures)
+    # The speedup is the ratio of the two SQL times (printed to the millisecond, hence the slack).
+    speedup = float(figures["dbt_snapshot_sql_s"]) / float(figures["dbt_ours_merge_s"])
+    assert abs(float(figures["scd2_vs_dbt_speedup"]) - speedup) <= 0.1 * speedup, figures
+    # A whole command includes its SQL.
+    assert float(figures["dbt_command_s"]) > float(figures["dbt_snapshot_sql_s"])
+    assert float(figures["dbt_ours_command_s"]) > float(figures["dbt_ours_merge_s"])
+    assert no_server_left(tmp_path)
+
+
+def test_audit_benchmark_times_every_statement_of_wap_and_checks_the_result(tmp_path):
+    # A tiny rate: the same statements on a few thousand rows; the benchmark itself fails
+    # (non-zero exit) unless every bad row was held, none reached dds and the contract holds.
+    figures = run_benchmark(
+        "coursekit.bench.audit_bench", tmp_path, "--rate", "20", "--history", "300", "--lookback", "120"
+    )
+    assert int(figures["held_products_fresh"]) > 0 and int(figures["held_orders_fresh"]) > 0, figures
+    assert int(figures["re_audited_orders"]) > 0, "orders waiting for a held product come back for a second look"
+    for table in ("customers", "products", "orders"):
+        audit_steps = [key for key in figures if key.startswith(f"audit_{table}_") and key != f"audit_{table}_s"]
+        assert len(audit_steps) >= 8, audit_steps
+        assert abs(sum(float(figures[k]) for k in audit_steps) - float(figures[f"audit_{table}_s"])) < 0.01
+        # Every statement with a plan was run under EXPLAIN (ANALYZE, BUFFERS); the judge reads the batch.
+        assert int(figures[f"{table}_audit_judge_buffers"]) > 0, figures
+        assert int(figures[f"stg_{table}_rows"]) > 0 and int(figures[f"dds_{table}_rows"]) > 0
+    assert no_server_left(tmp_path)
+
+
+@pytest.mark.slow
+def test_grading_benchmark_reports_the_fast_verdict_and_where_its_seconds_went(tmp_path):
+    # Not run_benchmark: the fast check keeps its folder (Airflow's log, named in its output).
+    result = subprocess.run(
+        [sys.executable, "-m", "coursekit.bench.grading_bench", "--skip-live"],
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = dict(line.split("=", 1) for line in result.stdout.splitlines() if FIGURE.match(line))
+    assert figures["fast_verdict"] == "DONE", figures
+    split = {key: float(value) for key, value in figures.items() if key.startswith("fast_split_")}
+    for phase in ("databases", "airflow_start", "run_1", "kill", "airflow_restart", "busy_runs", "checks"):
+        assert f"fast_split_{phase}_s" in split, sorted(split)
+    # The phases add up to the verdict's seconds (each printed to the second).
+    assert abs(sum(split.values()) - float(figures["fast_verdict_sec"])) <= len(split), figures
+    assert int(figures["fast_busy_runs"]) >= 1

@@ -27,7 +27,7 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def readmes() -> list[Path]:
-    skipped = {".venv", ".venv-pgadmin", ".run", "node_modules"}
+    skipped = {".venv", ".venv-pgadmin", ".venv-dbt", ".run", "node_modules"}
     found = [p for p in REPO_ROOT.rglob("README*.md") if not skipped & set(p.parts)]
     found += [p for name in SHARED_PAGES for p in REPO_ROOT.glob(f"{name}*.md")]
     return sorted(found)

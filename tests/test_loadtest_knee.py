@@ -163,3 +163,14 @@ def test_task_ids_map_to_stages_for_g0_and_g4():
     ]
     assert stage_of("orders.publish") == stage_of("orders.merge_dds") == "publish"
     assert stage_of("create_schemas") == "setup" and stage_of("say_hello") == "other"
+
+
+def test_runs_longer_than_half_the_target_fail_though_the_lag_looks_fine():
+    # The committed 4,000/s step: runs of ~160 s, while the sampled lag stayed under the target.
+    steady = sawtooth([35.0] * 6)
+    assert judge_step(steady, STEP, None, 300).keeps_up
+    verdict = judge_step(steady, STEP, None, 300, run_seconds=[150.0, 170.0])
+    assert not verdict.keeps_up and verdict.reason.startswith("runs too long"), verdict
+    assert "160 s on average" in verdict.reason
+    assert judge_step(steady, STEP, None, 300, run_seconds=[40.0, 50.0]).keeps_up  # the 2,000/s step: 47 s
+    assert judge_step(steady, STEP, None, 300, run_seconds=[]).keeps_up  # no run ended: no verdict from it

@@ -2,7 +2,14 @@
 
 Prints key=value figures:
 
-* fast_verdict_sec: `make check FAST=1` on G3's solution, start to last line;
+* fast_verdict_sec: `make check FAST=1` on G3's solution, start to last line,
+  and where those seconds went (`fast_split_<phase>_s`, from the time stamps of
+  the check's own progress lines, whole seconds; they add up to the verdict):
+  databases (the checker's start, 3 embedded servers start), airflow_start (Airflow imported, the
+  DAG folder parsed), warmup (shop activity before the first run), each run of
+  the scenario, the kill and the inspection right after it, Airflow's restart,
+  the busy runs (with their pauses: `fast_pause_sleep_s`), the checks, and the
+  teardown after the last progress line;
 * live_check_sec: one live `make check` on a running native G3 stack (its
   solution unpaused), from the command to its last line: wait for a fresh run,
   re-run it, grade a quiet snapshot;
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +37,7 @@ import time
 from pathlib import Path
 
 from coursekit.checker.checks import HISTORY_MARGIN_SEC
+from coursekit.checker.fast import FastSettings
 from coursekit.grade import REPO_ROOT, Grade
 from coursekit.pg import free_port
 
@@ -40,6 +49,63 @@ def timed(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     result = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=1800)
     lines = result.stdout.strip().splitlines() or ["(no output)"]
     return time.monotonic() - start, lines[-1]
+
+
+# The fast check's progress lines ("  12 s  run 1, ...") -> the phase that ended with that line.
+PHASES = (
+    ("databases up", "databases"),
+    ("Airflow ready", "airflow_start"),
+    ("load DAG", "warmup"),
+    ("run 1,", "run_1"),
+    ("run 2,", "run_2"),
+    ("updated ", "touch_rows"),
+    ("waited on dds", "kill"),
+    ("never wrote to dds", "kill"),
+    ("inspected right after the kill", "inspect_after_kill"),
+    ("Airflow restarted", "airflow_restart"),
+    ("resumed after the kill", "resumed_run"),
+    ("run 3, shops still paused", "run_3"),
+    ("pg-shop-2 down", "source_down_run"),
+    ("busy run", "busy_runs"),
+    ("catch-up run", "catch_up_run"),
+    ("re-run of the final run", "rerun"),
+    ("final run:", "final_run"),
+    ("graded in", "checks"),
+)
+PROGRESS = re.compile(r"^\s*(\d+) s  (.*)$")
+
+
+def fast_split(output: str, total: float) -> dict[str, float]:
+    """Seconds per phase of a fast check, from its progress lines (whole seconds), plus the teardown."""
+    split: dict[str, float] = {}
+    last = 0.0
+    for line in output.splitlines():
+        match = PROGRESS.match(line)
+        if not match:
+            continue
+        at, text = float(match.group(1)), match.group(2)
+        phase = next((name for marker, name in PHASES if marker in text), None)
+        if phase is None:
+            continue
+        split[phase] = split.get(phase, 0.0) + at - last
+        last = at
+    split["teardown"] = max(0.0, total - last)
+    return split
+
+
+def fast_check(grade_name: str, env: dict[str, str]) -> tuple[float, str, dict[str, float], str]:
+    """`make check FAST=1` on the grade's solution: seconds, its last line, the split, its output."""
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "coursekit.checker", "--grade", grade_name, "--fast"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    seconds = time.monotonic() - start
+    lines = result.stdout.strip().splitlines() or ["(no output)"]
+    return seconds, lines[-1], fast_split(result.stdout, seconds), result.stdout
 
 
 def live_check(grade_name: str) -> tuple[float, str]:
@@ -72,8 +138,15 @@ def main() -> None:
     solution = (REPO_ROOT / options.grade / "solution" / "dags").is_dir()
     env = {**os.environ, **({"DAGS_DIR": "../solution/dags"} if solution else {})}
     load_before = os.getloadavg()[0]
-    seconds, last = timed(["-m", "coursekit.checker", "--grade", options.grade, "--fast"], env)
+    seconds, last, split, output = fast_check(options.grade, env)
     verdict = last.split(":")[0]
+    for phase, phase_seconds in split.items():
+        print(f"fast_split_{phase}_s={phase_seconds:.0f}")
+    busy = len(re.findall(r"^\s*\d+ s  busy run \d+", output, re.MULTILINE))
+    print(f"fast_busy_runs={busy}")
+    # Sleeps the scenario itself takes: a pause before each busy run, 2 s after the shops restart.
+    print(f"fast_pause_sleep_s={busy * FastSettings().pause + 2:.0f}")
+    print(f"fast_load_avg_1m={os.getloadavg()[0]:.2f}")
     print(f"fast_verdict_sec={seconds:.0f}")
     print(f"fast_verdict={verdict}")
     if options.record and verdict == "DONE":

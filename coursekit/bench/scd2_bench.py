@@ -27,6 +27,13 @@ afterwards):
    small dds most of the batch is new, so comparing it with step 1 compares
    different work; that figure is printed too, as
    `batch_cost_growth_step1_vs_10k`.)
+5. dbt's `snapshot` (check strategy, same value columns, timestamps to the
+   second, hard deletes ignored) beside the course's merge task, each as a
+   process of its own, on one copy of the big warehouse with the batch in stg
+   (see `scd2_dbt.py`): `scd2_vs_dbt_speedup` is dbt's snapshot SQL seconds
+   (its run_results.json) divided by our merge's, `scd2_vs_dbt_command_speedup`
+   the same for the whole commands; dbt's history must describe exactly the
+   versions dds holds. `--dbt no` leaves it out (dbt needs PyPI once).
 
 Every measured load starts from an identical copy of a prepared database
 (CREATE DATABASE ... TEMPLATE), so repeats measure the same work. The
@@ -38,7 +45,7 @@ is an error, not a figure. The figures are printed last, as `key=value` lines,
 with the machine's load average: on a shared machine other work inflates them.
 
 Sizes: `--batch`, `--big`, `--small`, `--changed-share`, `--repeats`,
-`--naive-rows`, `--naive-method`, `--seed`, or the same names as
+`--naive-rows`, `--naive-method`, `--seed`, `--dbt`, or the same names as
 `SCD2_BENCH_BATCH` etc. in the environment (the command line wins). The
 defaults take two to three minutes on two cores.
 """
@@ -46,11 +53,13 @@ defaults take two to three minutes on two cores.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,6 +74,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from coursekit.bench import scd2_dbt
 from coursekit.pg import EmbeddedPostgres, PostgresSpec, free_port
 from coursekit.reference import config, contract, load, merge, rules, sqlfiles, staging, warehouse
 
@@ -163,6 +173,7 @@ class Sizes:
     naive_rows: int
     naive_method: str
     seed: int
+    dbt: bool = True
 
     def check(self) -> None:
         """Reject sizes the key layout cannot serve, with a message naming the option."""
@@ -245,6 +256,12 @@ def parse_sizes(argv: list[str] | None) -> Sizes:
         "multi-row INSERTs) or multi (one INSERT per chunk); the default was 2-3x faster here, so the fairer",
     )
     parser.add_argument("--seed", type=int, default=option("seed", 42, int), help="which rows change")
+    parser.add_argument(
+        "--dbt",
+        choices=("yes", "no"),
+        default=os.environ.get("SCD2_BENCH_DBT") or "yes",
+        help="also run dbt's snapshot on the same batch (default yes; installs .venv-dbt on first use)",
+    )
     args = parser.parse_args(argv)
     sizes = Sizes(
         batch=args.batch,
@@ -255,6 +272,7 @@ def parse_sizes(argv: list[str] | None) -> Sizes:
         naive_rows=args.naive_rows or args.batch,
         naive_method=args.naive_method,
         seed=args.seed,
+        dbt=args.dbt == "yes",
     )
     sizes.check()
     return sizes
@@ -638,6 +656,84 @@ def naive_engine(server: EmbeddedPostgres, database: str):
     return create_engine("postgresql+psycopg2://", creator=lambda: server.connect(database))
 
 
+# -- dbt's snapshot beside our merge ---------------------------------------------------
+
+# The merge task as a process of its own, as `dbt snapshot` is one: the whole
+# command's time is comparable. The connection string comes in the environment.
+MERGE_TASK = """
+import json, os, sys, time
+import psycopg
+from coursekit.reference import config, merge
+table = config.Table.model_validate_json(sys.argv[1])
+with psycopg.connect(os.environ["SCD2_BENCH_DSN"], autocommit=True) as conn:
+    steps = {}
+    counts = merge.merge_into_dds(conn, sys.argv[2], table, sys.argv[3], timings=steps)
+print(json.dumps({"counts": counts, "merge_s": sum(steps.values())}))
+"""
+
+
+@dataclass
+class DbtTiming:
+    """One round of our merge task and dbt's snapshot on the same copy: SQL and whole-process seconds."""
+
+    ours_merge: float
+    ours_command: float
+    dbt_sql: float
+    dbt_command: float
+
+
+def same_history(conn) -> int:
+    """dbt's history, in the course's closed intervals, must hold exactly dds's versions; their count."""
+    ours, theirs, only_ours, only_theirs = scd2_dbt.history_difference(
+        conn, NAME, TABLE.key, list(TABLE.columns), contract.OPEN_END
+    )
+    if ours != theirs or only_ours or only_theirs:
+        raise BenchmarkError(
+            f"dbt's snapshot and dds differ: {ours} vs {theirs} versions, {only_ours} only in dds, "
+            f"{only_theirs} only in dbt's"
+        )
+    return ours
+
+
+def measure_dbt(server: EmbeddedPostgres, prepared: Prepared, expected: Expected, dbt_first: bool) -> DbtTiming:
+    """Our merge task and `dbt snapshot`, one after the other, on one fresh copy with the batch in stg."""
+    assert prepared.project is not None
+    with copy_of(server, prepared.with_snapshot, "run_dbt") as database:
+        prepared.project.retarget(server, database)
+        with connect(server, database) as conn:
+            load.load_stg(conn, NAME, TABLE, [{"src_id": SRC_ID, "path": str(prepared.batch_file)}])
+
+        def ours() -> tuple[dict, float]:
+            settle(server, database)
+            env = {**os.environ, "SCD2_BENCH_DSN": server.dsn(database)}
+            started = time.perf_counter()
+            result = subprocess.run(
+                [sys.executable, "-c", MERGE_TASK, TABLE.model_dump_json(), NAME, RUN_ID],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            seconds = time.perf_counter() - started
+            if result.returncode != 0:
+                raise BenchmarkError(f"the merge task failed:\n{result.stderr[-3000:]}")
+            return json.loads(result.stdout.strip().splitlines()[-1]), seconds
+
+        def theirs() -> tuple[float, float]:
+            settle(server, database)
+            return prepared.project.snapshot({"run_id": RUN_ID})
+
+        if dbt_first:
+            dbt_command, dbt_sql = theirs()
+            merged, ours_command = ours()
+        else:
+            merged, ours_command = ours()
+            dbt_command, dbt_sql = theirs()
+        with connect(server, database) as conn:
+            verify(conn, expected, merged["counts"], whole_contract=False)
+            same_history(conn)
+    return DbtTiming(merged["merge_s"], ours_command, dbt_sql, dbt_command)
+
+
 # -- the benchmark -------------------------------------------------------------------
 
 
@@ -650,6 +746,8 @@ class Prepared:
     small: str = "tmpl_small"
     same_mix: str = "tmpl_same_mix"
     copy: str = "raw_copy"
+    with_snapshot: str = "tmpl_dbt"  # the big dds plus dbt's snapshot table of the same versions
+    project: scd2_dbt.Project | None = None
 
 
 def prepare(server: EmbeddedPostgres, sizes: Sizes, staging_dir: Path) -> Prepared:
@@ -672,6 +770,26 @@ def prepare(server: EmbeddedPostgres, sizes: Sizes, staging_dir: Path) -> Prepar
         # stg's columns and NOT NULLs; no key, no index; logged like dds
         conn.execute("create table public.copy_target (like stg.orders)")
     return prepared
+
+
+def prepare_dbt(server: EmbeddedPostgres, prepared: Prepared, work_dir: Path, say: Callable[[str], None]) -> None:
+    """A copy of the big warehouse whose dbt snapshot table holds dds's versions, built by dbt itself."""
+    dbt = scd2_dbt.ensure_venv(say=say)
+    admin(
+        server,
+        sql.SQL("create database {} template {} strategy file_copy").format(
+            sql.Identifier(prepared.with_snapshot), sql.Identifier(prepared.big)
+        ),
+    )
+    project = scd2_dbt.Project.write(
+        work_dir / "dbt", dbt, server, prepared.with_snapshot, NAME, TABLE.key, list(TABLE.columns), contract.OPEN_END
+    )
+    say("preparing: dbt snapshots dds's current versions (its first run builds its table) ...")
+    project.snapshot({"prefill": True})
+    autocommit(server, prepared.with_snapshot, f"vacuum analyze {scd2_dbt.SCHEMA}.{scd2_dbt.SNAPSHOT}")
+    with connect(server, prepared.with_snapshot) as conn:
+        same_history(conn)
+    prepared.project = project
 
 
 def measure_scd2(
@@ -726,6 +844,8 @@ def run(sizes: Sizes, work_dir: Path, say: Callable[[str], None]) -> dict[str, f
     try:
         say(f"preparing: batch {sizes.batch:,} rows, dds {sizes.big:,} and {sizes.small:,} rows ...")
         prepared = prepare(server, sizes, work_dir / "staging")
+        if sizes.dbt:
+            prepare_dbt(server, prepared, work_dir, say)
         mask = sizes.changed_mask()
         overlap_changed = int(mask[: sizes.overlap].sum())
         in_big = Expected(new=0, changed=sizes.changed, unchanged=sizes.batch - sizes.changed)
@@ -736,15 +856,20 @@ def run(sizes: Sizes, work_dir: Path, say: Callable[[str], None]) -> dict[str, f
         # Rounds rather than one measurement after the other: when other work on the
         # machine comes and goes, it then slows every measurement alike, and the
         # ratios between them stay meaningful.
-        big, copies, small, big_same_mix, naive = [], [], [], [], []
+        big, copies, small, big_same_mix, naive, dbt = [], [], [], [], [], []
         for round_ in range(1, sizes.repeats + 1):
-            say(f"round {round_}/{sizes.repeats}: SCD2 load into the big dds, raw COPY, small dds, same-mix dds, naive")
+            say(
+                f"round {round_}/{sizes.repeats}: SCD2 load into the big dds, raw COPY, small dds, same-mix dds, naive"
+                + (", our merge task and dbt snapshot" if sizes.dbt else "")
+            )
             check_contract = round_ == 1
             big.append(measure_scd2(server, prepared.big, prepared.batch_file, in_big, check_contract))
             copies.append(measure_copy(server, prepared.copy, prepared.batch_file, sizes.batch))
             small.append(measure_scd2(server, prepared.small, prepared.batch_file, same_mix, check_contract))
             big_same_mix.append(measure_scd2(server, prepared.same_mix, prepared.batch_file, same_mix, check_contract))
             naive.append(measure_naive(server, prepared.big, prepared.batch_file, sizes))
+            if sizes.dbt:  # who goes first alternates: the second finds stg in the cache
+                dbt.append(measure_dbt(server, prepared, in_big, dbt_first=round_ % 2 == 0))
     finally:
         server.stop()
 
@@ -759,6 +884,22 @@ def run(sizes: Sizes, work_dir: Path, say: Callable[[str], None]) -> dict[str, f
             f"note: the naive loader was timed on {sizes.naive_rows:,} of {sizes.batch:,} rows "
             f"({naive_timed_s:.1f} s); naive_s is extrapolated per row to the whole batch"
         )
+    dbt_figures: dict[str, float | str] = {}
+    if dbt:
+        ours_merge_s = statistics.median(t.ours_merge for t in dbt)
+        ours_command_s = statistics.median(t.ours_command for t in dbt)
+        dbt_sql_s = statistics.median(t.dbt_sql for t in dbt)
+        dbt_command_s = statistics.median(t.dbt_command for t in dbt)
+        dbt_figures = {
+            "dbt_version": scd2_dbt.DBT_CORE.split("==")[1],
+            "dbt_verified_histories": len(dbt),
+            "dbt_ours_merge_s": ours_merge_s,
+            "dbt_ours_command_s": ours_command_s,
+            "dbt_snapshot_sql_s": dbt_sql_s,
+            "dbt_command_s": dbt_command_s,
+            "scd2_vs_dbt_speedup": dbt_sql_s / ours_merge_s,
+            "scd2_vs_dbt_command_speedup": dbt_command_s / ours_command_s,
+        }
     return {
         "batch_rows": sizes.batch,
         "big_rows": sizes.big,
@@ -791,6 +932,7 @@ def run(sizes: Sizes, work_dir: Path, say: Callable[[str], None]) -> dict[str, f
         "scd2_vs_copy_ratio": copy_s / scd2_s,
         "scd2_vs_naive_speedup": naive_s / scd2_s,
         "batch_cost_growth_10k_to_1m": same_mix_s / small_s,
+        **dbt_figures,
     }
 
 

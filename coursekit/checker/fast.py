@@ -171,8 +171,11 @@ class Variant:
 
     def send(self, command: dict) -> None:
         assert self.runner is not None and self.runner.stdin is not None
-        self.runner.stdin.write(json.dumps(command) + "\n")
-        self.runner.stdin.flush()
+        try:
+            self.runner.stdin.write(json.dumps(command) + "\n")
+            self.runner.stdin.flush()
+        except BrokenPipeError:  # it died while importing Airflow, before its first command
+            raise StackNotReachable(f"Airflow stopped; see {self.log}") from None
 
     def run(self, timeout: float, **rerun: str) -> dict:
         assert self.dag_id is not None
@@ -370,12 +373,17 @@ class FastRun:
         return urlunsplit(parts._replace(netloc=f"{login}@{hostport}" if login else hostport, path=path))
 
     def start_airflow(self) -> None:
+        """Start every variant's runner; it imports Airflow and parses the folder while the databases start."""
         cached = migrated_metadata_db()
         for variant in self.variants:
             shutil.copytree(variant.dags_dir, variant.root / "dags", ignore=shutil.ignore_patterns("__pycache__"))
             (variant.root / "airflow").mkdir(parents=True)
             shutil.copy(cached, variant.root / "airflow" / "airflow.db")
             variant.start_runner(self.airflow_env(variant))
+
+    def wait_for_airflow(self) -> None:
+        for variant in self.variants:
+            variant.send({"cmd": "parse"})
         for variant in self.variants:
             variant.ready = variant.next_reply(timeout=300)
             variant.choice = choose_load(variant.ready["dags"], self.dag_id)
@@ -508,10 +516,14 @@ def kill_in_merge(fast: FastRun, variant: Variant, scd2: bool, name: str) -> dic
                 variant.kill()
                 dwh.rollback()
                 fast.say(f"{name} waited on dds ({' '.join(waiting[0][0].split())!r}): killed", variant)
-                variant.scenario.after_kill = half_written(fast, variant, scd2)
+                # This connection stays open (idle) while the killed run's own connections end.
+                variant.scenario.after_kill = half_written(fast, variant, scd2, ignore_pid=dwh.get_backend_pid())
+                fast.say(f"{name}: the warehouse inspected right after the kill", variant)
                 variant.scenario.runs.insert(0, Run("killed in its merge", "failed", None, None, ["killed"], True))
                 variant.start_runner(fast.airflow_env(variant))
+                variant.send({"cmd": "parse"})
                 variant.next_reply(timeout=300)  # ready again
+                fast.say("Airflow restarted", variant)
                 note = f"{name} resumed after the kill"
                 return record(fast, variant, note, variant.run(fast.settings.run_timeout, **when))
             time.sleep(0.2)
@@ -519,8 +531,13 @@ def kill_in_merge(fast: FastRun, variant: Variant, scd2: bool, name: str) -> dic
     return record(fast, variant, f"{name}, never wrote to dds", variant.next_reply(fast.settings.run_timeout))
 
 
-def half_written(fast: FastRun, variant: Variant, scd2: bool) -> list[str]:
-    """What a killed run left broken, seen before anything else runs: the rules, and the rows loaded before."""
+def half_written(fast: FastRun, variant: Variant, scd2: bool, ignore_pid: int | None = None) -> list[str]:
+    """What a killed run left broken, seen before anything else runs: the rules, and the rows loaded before.
+
+    First the killed run's connections must end (their statements finish or roll back);
+    `ignore_pid` is the caller's own open connection, which is not the run's. (Counted, it
+    made every fast grading wait the whole 30 s here.)
+    """
     dwh = fast.servers["pg-dwh"].connect(variant.dwh_database)
     with closing(dwh), dwh.cursor() as cur:  # the killed run's statements finish (or roll back) first
         deadline = time.monotonic() + 30
@@ -528,7 +545,8 @@ def half_written(fast: FastRun, variant: Variant, scd2: bool) -> list[str]:
             cur.execute("select pg_stat_clear_snapshot()")
             cur.execute(
                 "select count(*) from pg_stat_activity where datname = current_database()"
-                " and pid <> pg_backend_pid() and backend_type = 'client backend'"
+                " and pid <> pg_backend_pid() and pid is distinct from %s and backend_type = 'client backend'",
+                (ignore_pid,),
             )
             if not cur.fetchone()[0]:
                 break
@@ -731,14 +749,17 @@ def grade_many(
     console.print(f"FAST check on a private copy of {grade.name} ({fast.root})", highlight=False)
     try:
         fast.write_generator_config()
+        fast.start_airflow()  # imports Airflow meanwhile; it parses the DAG folders once the databases are up
         fast.start_databases()
         fast.shops_started = time.monotonic()
         for shop in SHOPS:
             fast.start_generator(shop)
-        fast.say("databases up, shops ticking; starting Airflow")
-        fast.start_airflow()
+        fast.say("databases up, shops ticking; Airflow starting")
+        fast.wait_for_airflow()
+        fast.say("Airflow ready")
         fast.wait_for_tables()
-        time.sleep(settings.warmup)
+        # Shop activity before the first run, counted from the shops' start: they tick while Airflow starts.
+        time.sleep(max(0.0, settings.warmup - (time.monotonic() - fast.shops_started)))
         for variant in fast.variants:
             fast.say(variant.choice.line() + ("" if variant.dag_id else "; the warehouse stays empty"), variant)
             note_load_dag(variant.dag_id, variant.name)

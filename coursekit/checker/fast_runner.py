@@ -2,9 +2,10 @@
 
 Started by `fast.py` in a private AIRFLOW_HOME (SQLite metadata, the learner's
 DAG folder copied, connections pointing at the private databases). It imports
-Airflow and parses the folder once, then reads one JSON command per line on
-stdin and appends one JSON reply per command to the reply file (stdout is
-Airflow's own log):
+Airflow (and builds the Execution API its first task needs), parses the folder
+once told to (`{"cmd": "parse"}`: the databases are up by then), then reads one
+JSON command per line on stdin and appends one JSON reply per command to the
+reply file (stdout is Airflow's own log):
 
     {"cmd": "run", "dag_id": "load_shops_to_dwh"}
     {"cmd": "rerun", "dag_id": "...", "logical_date": "...", "run_after": "..."}
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import traceback
 from datetime import datetime
 from pathlib import Path
@@ -111,6 +113,16 @@ def run_pipeline(bag: Any, command: dict, facts: dict, triggered: list) -> dict:
     return answer
 
 
+def _build_execution_api() -> None:
+    """What dag.test() builds before its first task; a failure here is left to that task to report."""
+    try:
+        from airflow.sdk.execution_time.supervisor import in_process_api_server
+
+        in_process_api_server().app  # noqa: B018 (a cached property: building it is the point)
+    except Exception:
+        traceback.print_exc()
+
+
 def main(dags_folder: str, reply_file: str) -> int:
     # Airflow's parser for a bundle puts the folder on sys.path, as the dag processor and the
     # task runner do, so DAG files can import their own modules (G0's dwh/).
@@ -124,6 +136,15 @@ def main(dags_folder: str, reply_file: str) -> int:
 
     from coursekit.checker.pipeline import dag_facts
 
+    # The first task of a process builds Airflow's in-process Execution API (FastAPI, ~5 s on
+    # 2 cores): build it now, while the orchestrator starts the databases.
+    warm = threading.Thread(target=_build_execution_api, daemon=True)
+    warm.start()
+    # Parse only when told: the databases are up then, as in a real stack (a DAG file that
+    # connects at import time fails or passes as it would there).
+    for line in sys.stdin:
+        if json.loads(line).get("cmd") == "parse":
+            break
     bag = BundleDagBag(dag_folder=dags_folder, bundle_path=Path(dags_folder))
     dags = {}
     triggered: list[tuple[str, dict | None]] = []
@@ -135,6 +156,7 @@ def main(dags_folder: str, reply_file: str) -> int:
     reply({"ready": True, "dags": dags, "import_errors": {Path(k).name: v for k, v in bag.import_errors.items()}})
     for line in sys.stdin:
         command = json.loads(line)
+        warm.join()  # one API, built once (its cache has no lock)
         try:
             reply(run_pipeline(bag, command, dags, triggered))
         except Exception as exc:  # report it; the orchestrator decides what a failed command means

@@ -26,7 +26,7 @@ import sys
 import time
 from contextlib import ExitStack
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -245,7 +245,21 @@ def drive(options, console, grade, grade_stack, roots, private, update_window, l
                     phase.end = _now(dwh)
                     phase.cpu, phase.memory = report.phase_resources(monitor.samples[first_sample:])
                     phase.samples, phase.step_seconds = samples, options.step_seconds
-                    verdict = knee.judge_step(samples, options.step_seconds, previous_trough, options.latency_target)
+                    # The load DAG's runs that ended in the step's second half, for the run-length rule.
+                    half = phase.start + timedelta(seconds=options.step_seconds / 2)
+                    finished = _safe(
+                        lambda since=phase.start - timedelta(seconds=options.latency_target): breakdown.fetch(
+                            AirflowClient(grade_stack), since, _now(dwh)
+                        ),
+                        [],
+                    )
+                    verdict = knee.judge_step(
+                        samples,
+                        options.step_seconds,
+                        previous_trough,
+                        options.latency_target,
+                        run_seconds=[run.seconds for run in finished if run.end >= half],
+                    )
                     phase.ramp_ok, phase.reason = verdict.keeps_up, verdict.reason
                     phase.trough_middle, phase.trough_end = verdict.trough_middle, verdict.trough_end
                     phase.lag_p95 = verdict.p95_end

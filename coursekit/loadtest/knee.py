@@ -23,7 +23,13 @@ A step fails when, judged at its end:
   GROWTH_MARGIN_SEC) than the trough of the middle third, so the warehouse fell further
   behind while the rate stayed the same (the confirmation within the step), AND clearly
   higher than the previous step's last-third trough (it grows from one step to the next).
-  The margins keep a slow run or two on a busy machine from tripping it.
+  The margins keep a slow run or two on a busy machine from tripping it; or
+- runs too long: the runs of the load DAG that ended in the step's second half took, on
+  average, more than half the target. Runs that long go back to back, and a row created just
+  after a run read the shops waits for that run and the whole next one: about two runs, over
+  the target. The lag alone missed it: it trails while runs keep lengthening and does not see
+  the time a row spends in quarantine (the committed 4,000/s step: lag p95 200 s, latency
+  p95 352 s measured after the drain, runs of 160 s).
 """
 
 from __future__ import annotations
@@ -64,9 +70,17 @@ def p95(samples: list[BacklogSample], since: float, until: float) -> float | Non
 
 
 def judge_step(
-    samples: list[BacklogSample], step_seconds: float, previous_trough: float | None, target_sec: float
+    samples: list[BacklogSample],
+    step_seconds: float,
+    previous_trough: float | None,
+    target_sec: float,
+    run_seconds: list[float] | None = None,
 ) -> StepVerdict:
-    """Did the pipeline keep up with this step's rate? (see the module's docstring for the rules)"""
+    """Did the pipeline keep up with this step's rate? (see the module's docstring for the rules)
+
+    `run_seconds`: durations of the load DAG's runs that ended in the step's second half (the
+    run-length rule is skipped without them).
+    """
     third = step_seconds / 3
     middle = trough(samples, third, 2 * third)
     end = trough(samples, 2 * third, step_seconds + 1)
@@ -82,6 +96,18 @@ def judge_step(
             end,
             high,
         )
+    if run_seconds:
+        mean_run = sum(run_seconds) / len(run_seconds)
+        if 2 * mean_run > target_sec:
+            return StepVerdict(
+                False,
+                f"runs too long: the {len(run_seconds)} runs that ended in the step's second half took "
+                f"{mean_run:.0f} s on average; a row created just after a run read the shops waits for that "
+                f"run and the next, about {2 * mean_run:.0f} s, over the {target_sec:.0f} s target",
+                middle,
+                end,
+                high,
+            )
     grew_within = middle is not None and end > middle * GROWTH_FACTOR + GROWTH_MARGIN_SEC
     grew_across = previous_trough is None or end > previous_trough * GROWTH_FACTOR + GROWTH_MARGIN_SEC
     if grew_within and grew_across:

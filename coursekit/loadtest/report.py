@@ -270,8 +270,9 @@ def write(run: Run, folder: Path) -> Path:
         "sampled every few seconds; its lowest value in a stretch is the backlog right after a publish, its p95 "
         "estimates the p95 latency of rows created meanwhile. A step fails when that p95 is over "
         f"{target} in the step's last third, or when the lowest lag grows by half plus 30 s both within the "
-        "step (middle -> last third) and from the previous step "
-        "(coursekit/loadtest/knee.py); after the drain, a step whose measured p95 is over the target fails too. "
+        "step (middle -> last third) and from the previous step, or when the runs that ended in the step's "
+        "second half took more than half the target on average (coursekit/loadtest/knee.py); "
+        "after the drain, a step whose measured p95 is over the target fails too. "
         "Machine CPU counts every process on the machine, the load test's and other people's.",
         "",
         "## Where the time goes",

@@ -21,6 +21,7 @@ bad rows at once mean a broken source, not a few typos.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
@@ -61,6 +62,20 @@ class SourceAudit:
     quarantined: int
     share: Decimal
     outcome: str
+
+
+# The audit's statements in order (sql/audit.sql); the last one returns the summary per shop.
+AUDIT_STEPS = (
+    "analyze_batch",
+    "reset_held",
+    "reset_verdicts",
+    "reset_rules",
+    "restage",
+    "judge",
+    "record_verdicts",
+    "hold_failed",
+    "log_audit",
+)
 
 
 def held_run_id(run_id: str) -> str:
@@ -160,11 +175,18 @@ def rule_expressions(config: PipelineConfig, table: Table) -> Rules:
     return Rules(rules, ranks, params, recheckable)
 
 
-def audit_batch(dwh_conn: psycopg.Connection, config: PipelineConfig, name: str, run_id: str) -> list[SourceAudit]:
+def audit_batch(
+    dwh_conn: psycopg.Connection,
+    config: PipelineConfig,
+    name: str,
+    run_id: str,
+    timings: dict[str, float] | None = None,
+) -> list[SourceAudit]:
     """Audit stg.<name>'s batch of `run_id` (plus open quarantine rows); hold failing rows.
 
     Commits the verdicts and the audit log, then raises AuditThresholdExceeded if
-    a shop's batch failed too much, so `publish` never runs for it.
+    a shop's batch failed too much, so `publish` never runs for it. `timings`, if
+    given, receives the seconds each statement took (coursekit/bench/audit_bench.py).
     """
     table = config.tables[name]
     parts = _parts(name, table)
@@ -186,13 +208,14 @@ def audit_batch(dwh_conn: psycopg.Connection, config: PipelineConfig, name: str,
         "rules": sql.SQL(",\n        ").join(rules.expressions),
         "ranks": sql.SQL("").join(sql.SQL(", ") + rank for rank in rules.ranks),
     }
+    seconds = {} if timings is None else timings
     with dwh_conn.transaction(), dwh_conn.cursor() as cur:
-        steps = ("reset_held", "reset_verdicts", "reset_rules", "restage", "judge", "record_verdicts", "hold_failed")
-        for step in steps:
+        for step in AUDIT_STEPS:
+            started = time.perf_counter()
             statement = compose("audit", step, **judge_parts)
             log.debug("SQL %s: %s", step, statement.as_string(cur))
             cur.execute(statement, params)
-        cur.execute(compose("audit", "log_audit", **parts), params)
+            seconds[step] = time.perf_counter() - started
         summary = [SourceAudit(*row) for row in cur.fetchall()]
     log.info("audit of %s, run %s:\n%s", name, run_id, format_summary(summary))
     halted = [s for s in summary if s.outcome == "halted"]
@@ -207,11 +230,22 @@ def audit_batch(dwh_conn: psycopg.Connection, config: PipelineConfig, name: str,
     return summary
 
 
-def publish(dwh_conn: psycopg.Connection, config: PipelineConfig, name: str, run_id: str) -> dict[str, Any]:
-    """In ONE transaction: quarantine failing rows, close keys that passed, merge the rest into dds."""
+def publish(
+    dwh_conn: psycopg.Connection,
+    config: PipelineConfig,
+    name: str,
+    run_id: str,
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """In ONE transaction: quarantine failing rows, close keys that passed, merge the rest into dds.
+
+    `timings`, if given, receives the seconds of each statement (the merge's as `merge_<step>`).
+    """
     table = config.tables[name]
     parts = _parts(name, table)
     params = {"run_id": run_id, "held": held_run_id(run_id), "table_name": name}
+    seconds = {} if timings is None else timings
+    merge_seconds: dict[str, float] = {}
     # One transaction around all of it: merge_into_dds's own `with conn.transaction()` nests
     # inside this one (psycopg 3 makes it a savepoint), so the merge commits together with the
     # quarantine, or all of it rolls back.
@@ -221,13 +255,20 @@ def publish(dwh_conn: psycopg.Connection, config: PipelineConfig, name: str, run
             outcomes = dict(cur.fetchall())
             if not outcomes or set(outcomes.values()) - {"audited", "published"}:
                 raise AuditThresholdExceeded(f"{name}: run {run_id!r} has no passed audit ({outcomes}); audit it first")
+            started = time.perf_counter()
             cur.execute(compose("audit", "quarantine_failed", **parts), params)
+            seconds["quarantine_failed"] = time.perf_counter() - started
+            started = time.perf_counter()
             cur.execute(compose("audit", "close_passed", **parts), params)
             closed = Counter(cur.fetchall())
+            seconds["close_passed"] = time.perf_counter() - started
             for src_id in outcomes:
                 counts = {"released": closed[(src_id, "released")], "superseded": closed[(src_id, "superseded")]}
                 cur.execute(compose("audit", "log_published"), {**params, "src_id": src_id, **counts})
-        merged = merge_into_dds(dwh_conn, name, table, run_id)
+        merged = merge_into_dds(dwh_conn, name, table, run_id, timings=merge_seconds)
+        started = time.perf_counter()
+    seconds.update({f"merge_{step}": value for step, value in merge_seconds.items() if step != "commit"})
+    seconds["commit"] = time.perf_counter() - started
     released = sum(n for (_, status), n in closed.items() if status == "released")
     superseded = sum(n for (_, status), n in closed.items() if status == "superseded")
     log.info("published %s: %s released from quarantine, %s superseded by newer versions", name, released, superseded)

@@ -59,6 +59,17 @@ create table if not exists {quarantine_table} (
 -- closed ones stay as history.
 create unique index if not exists {open_index} on {quarantine_table} ({key}, src_id) where status = 'open';
 
+-- name: analyze_batch
+-- The planner's picture of the batch: load_stg has just replaced it (DELETE, COPY) and
+-- autovacuum analyzes a table a minute later at best, so the statistics still describe the
+-- previous run's batch, in which this run's id does not occur: "load_run_id = <this run>"
+-- is estimated at 1 row. For 1 row a nested loop looks cheapest, and hold_failed then
+-- compared every batch row with every failing row: at 4,000 inserts/s per shop, 137,142
+-- products x 4,095 failing ones, 22.8 s and 8.8 million buffers (16,644 with fresh
+-- statistics; coursekit/bench/audit_bench.py), 90 task-seconds a run in the load test.
+-- ANALYZE reads a sample (at most 30,000 rows): 0.1-0.4 s, even for 1.4 million orders.
+analyze {stg_table};
+
 -- name: reset_held
 -- A repeated audit of the same run starts from the batch as written: held rows back in,
 -- other runs' verdicts gone, this run's re-audited rows remembered as such. (One statement
