@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
 from psycopg2 import sql
 
 from coursekit.grade import Grade
@@ -106,3 +107,20 @@ class Database:
                 return cur.fetchall() if cur.description else []
         finally:
             conn.close()
+
+
+def reader_logs_in(grade: Grade, port: int) -> bool:
+    """Whether the shop's read-only role (the one Airflow's shop connections use) logs in to pg-shop-1 at `port`."""
+    env = grade.env("pg-shop-1")
+    try:
+        psycopg2.connect(
+            host="127.0.0.1",
+            port=port,
+            user=env["SHOP_READER_USER"],
+            password=env["SHOP_READER_PASSWORD"],
+            dbname=env["POSTGRES_DB"],
+            connect_timeout=5,
+        ).close()
+    except psycopg2.OperationalError:
+        return False
+    return True

@@ -18,8 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg2
 import pytest
+from support import reader_logs_in
 
 from coursekit.grade import REPO_ROOT, Grade
 from coursekit.native.stack import NativeStack, StackError
@@ -56,22 +56,6 @@ def eol_report(repo: Path) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def reader_can_log_in(grade: Grade, port: int) -> bool:
-    env = grade.env("pg-shop-1")
-    try:
-        psycopg2.connect(
-            host="127.0.0.1",
-            port=port,
-            user=env["SHOP_READER_USER"],
-            password=env["SHOP_READER_PASSWORD"],
-            dbname=env["POSTGRES_DB"],
-            connect_timeout=5,
-        ).close()
-    except psycopg2.OperationalError:
-        return False
-    return True
-
-
 def start_shop_natively(stack: NativeStack) -> tuple[EmbeddedPostgres, int]:
     """pg-shop-1 as `make run` starts it: init scripts from the compose mounts, then its healthcheck."""
     service = stack.services["pg-shop-1"]
@@ -105,7 +89,7 @@ def test_a_crlf_clone_has_lf_files_and_its_shop_gets_the_read_only_role(tmp_path
     stack = NativeStack(grade, tmp_path / ".run")
     server, port = start_shop_natively(stack)
     try:
-        assert reader_can_log_in(grade, port), "shop_reader cannot log in to a shop started from the CRLF clone"
+        assert reader_logs_in(grade, port), "shop_reader cannot log in to a shop started from the CRLF clone"
     finally:
         server.stop()
 
@@ -125,7 +109,7 @@ def test_the_old_crlf_init_script_is_refused_natively_with_its_fix(tmp_path):
     script.write_bytes(script.read_bytes().replace(b"\r\n", b"\n"))  # fixed: the next start makes the shop afresh
     server, port = start_shop_natively(stack)
     try:
-        assert reader_can_log_in(stack.grade, port)
+        assert reader_logs_in(stack.grade, port)
         assert not (data / "coursekit-init-pending").exists()
     finally:
         server.stop()

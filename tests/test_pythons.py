@@ -18,9 +18,9 @@ import time
 import tomllib
 from pathlib import Path
 
-import psycopg2
 import pytest
 from packaging.specifiers import SpecifierSet
+from support import reader_logs_in
 from test_line_endings import crlf_clone
 
 from coursekit.grade import REPO_ROOT, Grade
@@ -132,20 +132,6 @@ def test_make_venv_and_make_doctor_stop_with_that_sentence(tmp_path):
     assert "make needs Python 3.11, 3.12 or 3.13" in doctor.stdout
 
 
-def reader_logs_in(clone: Path, port: int) -> bool:
-    env = Grade.named("G0_Trainee", clone).env("pg-shop-1")
-    connection = psycopg2.connect(
-        host="127.0.0.1",
-        port=port,
-        user=env["SHOP_READER_USER"],
-        password=env["SHOP_READER_PASSWORD"],
-        dbname=env["POSTGRES_DB"],
-        connect_timeout=5,
-    )
-    connection.close()
-    return True
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_make_run_on_a_fresh_crlf_clone_with_python_3_13_and_with_3_12(tmp_path):
@@ -177,7 +163,9 @@ def test_make_run_on_a_fresh_crlf_clone_with_python_3_13_and_with_3_12(tmp_path)
             ).stdout.strip()
             assert venv_version == version
             assert "G0_Trainee is up." in run.stdout
-            assert reader_logs_in(clone, ports["PG_SHOP_1_PORT"]), "shop_reader logs in to the CRLF clone's shop"
+            assert reader_logs_in(Grade.named("G0_Trainee", clone), ports["PG_SHOP_1_PORT"]), (
+                "shop_reader logs in to the CRLF clone's shop"
+            )
             if pgadmin == "1":
                 assert f"http://localhost:{ports['PGADMIN_PORT']}" in run.stdout, run.stdout[-2000:]
                 # A second start is stopped by the doctor: the ports are held by this grade's own stack.

@@ -12,30 +12,14 @@ from __future__ import annotations
 
 import re
 
-import psycopg2
 import pytest
 from dockerstack import DockerStack
+from support import reader_logs_in
 from test_line_endings import INIT_SCRIPT, crlf_clone
 
 pytestmark = pytest.mark.docker
 # env prints the interpreter's name escaped, in the locale's quotes: /usr/bin/env: ‘bash\r’: No such file or directory
 BASH_CR = re.compile(r"/usr/bin/env: \W?bash\\r\W?: No such file or directory")
-
-
-def reader_logs_in(stack: DockerStack) -> bool:
-    env = stack.grade.env("pg-shop-1")
-    try:
-        psycopg2.connect(
-            host="127.0.0.1",
-            port=stack.ports["PG_SHOP_1_PORT"],
-            user=env["SHOP_READER_USER"],
-            password=env["SHOP_READER_PASSWORD"],
-            dbname=env["POSTGRES_DB"],
-            connect_timeout=5,
-        ).close()
-    except psycopg2.OperationalError:
-        return False
-    return True
 
 
 def health(stack: DockerStack) -> tuple[str, str]:
@@ -51,7 +35,7 @@ def test_a_crlf_clone_starts_its_shop_healthy_with_the_read_only_role(tmp_path):
         assert b"\r\n" not in (stack.grade.path / INIT_SCRIPT).read_bytes()
         stack.compose("up", "-d", "--wait", "--wait-timeout", "300", "pg-shop-1", timeout=360)
         assert health(stack) == ("running", "healthy")
-        assert reader_logs_in(stack), stack.logs("pg-shop-1")
+        assert reader_logs_in(stack.grade, stack.ports["PG_SHOP_1_PORT"]), stack.logs("pg-shop-1")
         assert not BASH_CR.search(stack.logs("pg-shop-1", 100000))
     finally:
         stack.destroy()
@@ -68,6 +52,6 @@ def test_a_broken_init_script_keeps_its_shop_unhealthy():
         assert result.returncode != 0, "up --wait succeeded with a broken init script:\n" + stack.diagnose()
         assert health(stack)[1] == "unhealthy", stack.diagnose()
         assert BASH_CR.search(stack.logs("pg-shop-1", 100000)), "the init script fails as the old CRLF clone's did"
-        assert not reader_logs_in(stack)
+        assert not reader_logs_in(stack.grade, stack.ports["PG_SHOP_1_PORT"])
     finally:
         stack.destroy()
