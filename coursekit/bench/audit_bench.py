@@ -58,7 +58,7 @@ from psycopg import sql
 from coursekit.grade import Grade
 from coursekit.pg import EmbeddedPostgres, PostgresSpec, free_port
 from coursekit.reference import config as dwh_config
-from coursekit.reference import contract, warehouse
+from coursekit.reference import contract, rules, warehouse
 
 G4 = Grade.named("G4_Senior")
 SOLUTION = G4.path / "solution" / "dags"
@@ -426,7 +426,7 @@ def check(server: EmbeddedPostgres, database: str, runs: dict[str, TableRun], ex
         if bad:
             raise BenchmarkError(f"{bad} bad rows reached dds")
         for name in ORDER:
-            broken = {rule: rows for rule, rows in contract.violations(conn, name, CONFIG.tables[name]).items() if rows}
+            broken = {rule: rows for rule, rows in rules.violations(conn, name, CONFIG.tables[name]).items() if rows}
             if broken:
                 raise BenchmarkError(f"dds.{name}: warehouse contract broken: {broken}")
 

@@ -701,7 +701,7 @@ def measure_dbt(server: EmbeddedPostgres, prepared: Prepared, expected: Expected
     with copy_of(server, prepared.with_snapshot, "run_dbt") as database:
         prepared.project.retarget(server, database)
         with connect(server, database) as conn:
-            load.load_stg(conn, NAME, TABLE, [{"src_id": SRC_ID, "path": str(prepared.batch_file)}])
+            load.copy_to_stg(conn, NAME, TABLE, [{"src_id": SRC_ID, "path": str(prepared.batch_file)}])
 
         def ours() -> tuple[dict, float]:
             settle(server, database)

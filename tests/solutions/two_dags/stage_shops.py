@@ -62,10 +62,10 @@ def extract(table_name: str, src_id: str) -> dict:
 @task
 def load_stg(table_name: str, batches: list[dict]) -> int:
     """Replace each shop's batch in stg.<table> with COPY (rows tagged with this run's id)."""
-    from dwh.load import load_stg as copy_batches
+    from dwh.load import copy_to_stg
 
     with connect(CONFIG.dwh_conn_id) as dwh:
-        return copy_batches(dwh, table_name, CONFIG.tables[table_name], batches)
+        return copy_to_stg(dwh, table_name, CONFIG.tables[table_name], batches)
 
 
 @task(outlets=[STAGED])
