@@ -4,7 +4,7 @@ A G3 stack runs natively (a private copy, free ports, default settings) with
 the overwrite-in-place solution (SCD1: no history). While no key can have
 had time to change and be re-loaded, "updated keys have more than one
 version" is undecidable: the checker must say WAIT for it, never PASS, and the
-verdict must never be DONE, at 1 and 3 minutes after the DAG was unpaused (the second check re-runs a run too).
+verdict must never be DONE, at 1 and 3 minutes after the DAG was unpaused.
 The last check also re-runs a finished run through Airflow's API.
 """
 
