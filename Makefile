@@ -30,6 +30,9 @@
 #                  solutions) and the self-test's rule queries from the warehouse contract (dwh/contract.py)
 #   make check ... JSON=<path> - also write the report as JSON (coursekit/checker/report.schema.json);
 #                  every check keeps its report under .run/reports/<grade>/ too
+#   make docs    - rewrite every figure the docs quote (<!--fact:KEY--> markers, coursekit/docs/facts.py)
+#                  and every grade's Definition of done, from the code and coursekit/docs/measured.json
+#                  (make sync-grades runs it too)
 #   make progress - every grade's last verdict, when, in which mode, what is left (read from .run/reports/)
 
 SHELL := /bin/bash
@@ -48,7 +51,7 @@ GRADE ?= G0_Trainee
 AIRFLOW_VERSION := 3.3.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help doctor venv test test-fast test-docker lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades progress
+.PHONY: help doctor venv test test-fast test-docker lint bench lock clean run stop status reset memory airflow check images loadtest sync-grades docs progress
 
 help:
 	@grep -E '^#   ' Makefile | sed 's/^#   //'
@@ -119,11 +122,6 @@ sync-grades: venv
 	$(PY) -m coursekit.sync
 	$(MAKE) --no-print-directory docs
 
-# (help text, listed by make help with the header's)
-#   make docs    - rewrite every figure the docs quote (<!--fact:KEY--> markers, coursekit/docs/facts.py)
-#                  and every grade's Definition of done, from the code and coursekit/docs/measured.json
-#                  (make sync-grades runs it too)
-.PHONY: docs
 docs: venv
 	$(PY) -m coursekit.checker.definition --write
 	$(PY) -m coursekit.docs.facts --write
