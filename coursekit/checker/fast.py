@@ -106,10 +106,13 @@ class FastSettings:
 def settings_for(plan: list[checks.Check], settings: FastSettings | None = None) -> FastSettings:
     """The settings a grade's plan is graded with (the docs quote them: coursekit/docs/facts.py).
 
-    TODO(merge with branch checker): grade_many repeats this; make it call settings_for.
+    Write-Audit-Publish (G4): latency compares created_at with dds's clock, so no skewed clock; and
+    slower ticks, so that orders extracted a few seconds after customers (dag.test runs one task at
+    a time) do not reference many customers the run has not seen, which a WAP load rightly holds
+    back, up to halting the batch (max_quarantine_share).
     """
     settings = settings or FastSettings()
-    if any(getattr(check, "__name__", "") == "check_latency" for check in plan):  # G4: see grade_many
+    if any(getattr(check, "__name__", "") == "check_latency" for check in plan):
         settings = replace(settings, shop_2_clock_behind=0, tick_interval=max(settings.tick_interval, 3))
     return settings
 
@@ -735,13 +738,7 @@ def grade_many(
 
     `choices`, if given, receives each folder's load choice (which DAGs were graded, and why).
     """
-    settings = settings or FastSettings()
-    if any(getattr(check, "__name__", "") == "check_latency" for check in plan):
-        # Write-Audit-Publish (G4): latency compares created_at with dds's clock, so no skewed clock; and
-        # slower ticks, so that orders extracted a few seconds after customers (dag.test runs one task at
-        # a time) do not reference many customers the run has not seen, which a WAP load rightly holds
-        # back, up to halting the batch (max_quarantine_share).
-        settings = replace(settings, shop_2_clock_behind=0, tick_interval=max(settings.tick_interval, 3))
+    settings = settings_for(plan, settings)
     for path in folders.values():
         if not path.is_dir():
             raise StackNotReachable(f"no DAG folder at {path}")
