@@ -112,6 +112,10 @@ class AirflowClient:
                     facts[ref["dag_id"]]["outlets"].setdefault(ref["task_id"], []).append(asset["uri"])
         return facts
 
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        """Pause or unpause a DAG, as the UI's toggle does."""
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+
     def unpaused_dags(self) -> list[str]:
         reply = self._request("GET", "/api/v2/dags?paused=false&limit=100")
         return [dag["dag_id"] for dag in reply["dags"]]

@@ -38,7 +38,7 @@ from coursekit.checker.checks import Context
 from coursekit.checker.pipeline import LoadChoice, choose_load
 from coursekit.checker.stack import GradeStack, StackNotReachable
 from coursekit.grade import GRADES, REPO_ROOT, Grade
-from coursekit.loadtest import breakdown, knee, measure, report
+from coursekit.loadtest import breakdown, ceiling, knee, measure, report
 from coursekit.loadtest.load import LoadGenerators, ShopTarget
 from coursekit.loadtest.private_stack import PrivateStack
 from coursekit.native.compose import compose_variables
@@ -46,6 +46,7 @@ from coursekit.native.compose import compose_variables
 # At most 27 min of load + drain; with the copy's start and the final checks a full run takes about 30 min.
 START_RATE, FACTOR, STEPS, STEP_SEC, DRAIN_SEC = 250, 2.0, 6, 240, 180
 SHORT_RATES, SHORT_STEP_SEC, SHORT_DRAIN_SEC = "20,60", 45, 240  # CI: 2-3 minutes of load + drain
+CEILING_SEC, SHORT_CEILING_SEC = 60, 15  # the generators flat out with no pipeline, after the drain
 SAMPLE_EVERY_SEC = 5
 
 
@@ -78,6 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         options.rates = knee.plan(options.start_rate, options.factor, options.steps)
     options.step_seconds = options.step_seconds or (SHORT_STEP_SEC if options.short else STEP_SEC)
     options.drain = options.drain or (SHORT_DRAIN_SEC if options.short else DRAIN_SEC)
+    options.ceiling_seconds = SHORT_CEILING_SEC if options.short else CEILING_SEC
     if options.rates != sorted(options.rates) or min(options.rates) < 1:
         parser.error("--rates must be positive and increasing, e.g. 50,200,500")
     if options.step_seconds < 30:
@@ -87,11 +89,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def bound(options: argparse.Namespace) -> str:
     """The plan and its time bound, printed before anything starts."""
-    longest = len(options.rates) * options.step_seconds + options.drain
+    longest = len(options.rates) * options.step_seconds + options.drain + 1.5 * options.ceiling_seconds
     return (
         f"ramp: {', '.join(map(str, options.rates))} inserts/s per shop, {options.step_seconds} s per step, "
         f"stopping at the first step that does not keep up; at most {len(options.rates)} steps x "
-        f"{options.step_seconds} s + drain <= {options.drain} s = {longest / 60:.0f} min"
+        f"{options.step_seconds} s + drain <= {options.drain} s + ceiling {1.5 * options.ceiling_seconds:.0f} s "
+        f"= {longest / 60:.0f} min"
     )
 
 
@@ -283,6 +286,8 @@ def drive(options, console, grade, grade_stack, roots, private, update_window, l
         measured = _safe(lambda: choose_load(client.dag_facts()).pipeline, [])  # the checker's choice, in Airflow
         runs = _safe(lambda: breakdown.fetch(client, phases[0].start, _now(dwh), measured or None), [])
         checks = _checks(grade_stack, dwh, shops, load_end, update_window)
+        console.print(f"the machine's ceiling: DAGs paused, generators flat out {options.ceiling_seconds} s, raw COPY")
+        top = _ceiling(options, load, client, dwh, shops, tables, monitor)
     settings = {
         "ramp": bound(options),
         "latency target (s)": str(options.latency_target),
@@ -307,7 +312,38 @@ def drive(options, console, grade, grade_stack, roots, private, update_window, l
         runs=runs,
         target_sec=options.latency_target,
         load_average=load_average,
+        ceiling=top,
     )
+
+
+def _ceiling(options, load, client, dwh, shops, tables, monitor) -> ceiling.Ceiling | None:
+    """The machine's own limit beside the knee; None (and a note) if Airflow would not pause."""
+    try:
+        paused = ceiling.pause_pipeline(client)
+    except (RuntimeError, StackNotReachable, OSError) as exc:
+        print(f"no ceiling measured: {exc}", file=sys.stderr)
+        return None
+    asked = 2 * max(options.rates)
+    try:
+        # Rows count by created_at (a tick's start): a tick that starts inside the window counts
+        # whole, so the generators warm up before it and get time to commit its last tick after it.
+        load.start(asked, len(options.rates))
+        time.sleep(options.ceiling_seconds / 6)
+        start = _now(dwh)
+        time.sleep(options.ceiling_seconds)
+        end = _now(dwh)
+        time.sleep(options.ceiling_seconds / 3)
+        load.check_alive()
+        monitor.sample()
+        load.stop()
+        rows = sum(measure.source_rows(c, tables, start, end) for c in shops.values())
+        out_sec, in_sec = ceiling.copy_rows(shops, dwh, tables, start, end)
+    finally:
+        load.stop()
+        if options.attach:  # the learner's own stack: leave their DAGs as they were
+            for dag_id in paused:
+                _safe(lambda d=dag_id: client.set_paused(d, False))
+    return ceiling.Ceiling(asked, (end - start).total_seconds(), rows, len(shops), out_sec, in_sec)
 
 
 def _drain(dwh, shops, src_ids, tables, live, monitor, backlog, timeout: float) -> float:

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from coursekit.loadtest.breakdown import OVERHEAD, RunBreakdown
+from coursekit.loadtest.ceiling import Ceiling
 from coursekit.loadtest.knee import BacklogSample
 from coursekit.loadtest.measure import MACHINE, ResourceSample, report_group
 
@@ -94,6 +95,7 @@ class Run:
     caught_up: bool = True  # False: the drain ended before dds held every shop's newest row
     target_sec: float = LATENCY_LIMIT_SEC
     load_average: list[tuple[float, float, float]] = field(default_factory=list)  # before the load, after the drain
+    ceiling: Ceiling | None = None  # the machine's own limit, measured after the drain
 
 
 def phase_resources(window: list[ResourceSample]) -> tuple[dict[str, float], dict[str, float]]:
@@ -239,6 +241,7 @@ def write(run: Run, folder: Path) -> Path:
     else:
         lines.append("")
         lines.append("The ramp did not reach the knee within the steps: every rate kept up.")
+    lines += ["", _ceiling_sentence(run.ceiling, best)]
     peak = max(run.phases, key=lambda p: p.landed_per_10min, default=None)
     if peak:
         lines.append("")
@@ -340,6 +343,16 @@ def write(run: Run, folder: Path) -> Path:
     report = folder / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report
+
+
+def _ceiling_sentence(top: Ceiling | None, best: Phase | None) -> str:
+    """The machine's ceiling next to the knee: is the limit the pipeline's or the machine's?"""
+    if top is None:
+        return "This machine's ceiling was not measured (the load DAGs could not be paused)."
+    text = f"This machine's ceiling: {top.line()}."
+    if best is not None and top.rate:
+        text += f" The highest rate that kept up is {best.rate / top.rate:.0%} of what the generators sustain alone."
+    return text
 
 
 def _backlog_csv(run: Run, path: Path) -> None:
