@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from coursekit.checker.pipeline import LoadChoice, choose_load
 from coursekit.checker.stack import GradeStack, StackNotReachable
 from coursekit.grade import GRADES, REPO_ROOT, Grade
 from coursekit.loadtest import breakdown, ceiling, knee, measure, report
+from coursekit.loadtest.knee import StepVerdict
 from coursekit.loadtest.load import LoadGenerators, ShopTarget
 from coursekit.loadtest.private_stack import PrivateStack
 from coursekit.native.compose import compose_variables
@@ -208,94 +209,71 @@ def attached_stack(grade: Grade):
     )
 
 
+@dataclass
+class Session:
+    """What every part of one measurement shares: the plan, the load, the monitor and the connections."""
+
+    options: argparse.Namespace
+    console: Console
+    stack: GradeStack
+    load: LoadGenerators
+    monitor: measure.ResourceMonitor | measure.DockerMonitor
+    dwh: object = None
+    shops: dict[str, object] = field(default_factory=dict)
+    backlog: list[tuple[datetime, int | None, float | None]] = field(default_factory=list)
+
+    @property
+    def tables(self) -> list[measure.Table]:
+        return [measure.Table(t.name, t.key) for t in self.stack.tables]
+
+    @property
+    def src_ids(self) -> dict[str, str]:
+        return {shop.name: shop.src_id for shop in self.stack.shops}
+
+    def sample_backlog(self) -> tuple[datetime, int | None, float | None]:
+        at, rows, lag = _backlog(self.dwh, self.shops, self.src_ids, self.tables)
+        self.backlog.append((at, rows, lag))
+        return at, rows, lag
+
+
 def drive(options, console, grade, grade_stack, roots, private, update_window, load_before, mode) -> report.Run:
-    tables = [measure.Table(t.name, t.key) for t in grade_stack.tables]
-    src_ids = {shop.name: shop.src_id for shop in grade_stack.shops}
+    """The ramp, the drain, the measurements over the warehouse, the checks and the machine's ceiling."""
     work_dir = (private.root if private else options.report_dir / ".work") / "load"
     work_dir.mkdir(parents=True, exist_ok=True)
     # The grade's own generator config (the copy's is idle): its tables, shares and bad values, scaled.
     load = LoadGenerators(grade, targets(grade_stack), work_dir, update_window)
-    generators = measure.ResourceMonitor(roots=lambda: {"generators": load.pids}, machine_wide=True)
-    if isinstance(roots, str):  # a Docker Compose project: one unit per container, plus the load generators
-        monitor = measure.DockerMonitor(roots, extra=generators)
-    else:
-        monitor = measure.ResourceMonitor(roots=lambda: {**roots(), "generators": load.pids}, machine_wide=True)
-    load_average = [load_before]
-    phases: list[report.Phase] = []
-    backlog: list[tuple[datetime, int | None, float | None]] = []
+    session = Session(options, console, grade_stack, load, _monitor(roots, load))
     with ExitStack() as opened:
-        dwh = opened.enter_context(grade_stack.connect_dwh())
-        shops = {s.name: opened.enter_context(grade_stack.connect_shop(s)) for s in grade_stack.shops}
+        session.dwh = dwh = opened.enter_context(grade_stack.connect_dwh())
+        session.shops = {s.name: opened.enter_context(grade_stack.connect_shop(s)) for s in grade_stack.shops}
         started = _now(dwh)  # the plots' zero: the monitor's first sample, on the database's clock
-        monitor.sample()
-        previous_trough = None
+        session.monitor.sample()
         with Live(console=console, refresh_per_second=1) as live:
             try:
-                for number, rate in enumerate(options.rates):
-                    load.start(rate, number)
-                    phase = report.Phase(rate, _now(dwh), _now(dwh), target_sec=options.latency_target)
-                    first_sample, began = len(monitor.samples), time.monotonic()
-                    samples: list[knee.BacklogSample] = []
-                    while (elapsed := time.monotonic() - began) < options.step_seconds:
-                        time.sleep(min(SAMPLE_EVERY_SEC, max(0.0, options.step_seconds - elapsed)))
-                        load.check_alive()
-                        sample = monitor.sample()
-                        at, rows, lag = _backlog(dwh, shops, src_ids, tables)
-                        samples.append(knee.BacklogSample(time.monotonic() - began, rows, lag))
-                        backlog.append((at, rows, lag))
-                        live.update(_progress(options, number, began, rows, lag, sample))
-                    load.stop()
-                    phase.end = _now(dwh)
-                    phase.cpu, phase.memory = report.phase_resources(monitor.samples[first_sample:])
-                    phase.samples, phase.step_seconds = samples, options.step_seconds
-                    # The load DAG's runs that ended in the step's second half, for the run-length rule.
-                    half = phase.start + timedelta(seconds=options.step_seconds / 2)
-                    finished = _safe(
-                        lambda since=phase.start - timedelta(seconds=options.latency_target): breakdown.fetch(
-                            AirflowClient(grade_stack), since, _now(dwh)
-                        ),
-                        [],
-                    )
-                    verdict = knee.judge_step(
-                        samples,
-                        options.step_seconds,
-                        previous_trough,
-                        options.latency_target,
-                        run_seconds=[run.seconds for run in finished if run.end >= half],
-                    )
-                    phase.ramp_ok, phase.reason = verdict.keeps_up, verdict.reason
-                    phase.trough_middle, phase.trough_end = verdict.trough_middle, verdict.trough_end
-                    phase.lag_p95 = verdict.p95_end
-                    previous_trough = verdict.trough_end
-                    phases.append(phase)
-                    if not verdict.keeps_up:
-                        console.print(f"rate {rate} does not keep up: {verdict.reason}; the ramp stops here")
-                        break
+                phases = _ramp(session, live)
             finally:
                 load.stop()
             load_end = _now(dwh)
-            drained = _drain(dwh, shops, src_ids, tables, live, monitor, backlog, options.drain)
-        load_average.append(os.getloadavg())
-        for phase in phases:
-            phase.source_rows = sum(measure.source_rows(c, tables, phase.start, phase.end) for c in shops.values())
-            phase.landed = measure.landed_in_window(dwh, tables, phase.start, phase.end)
-            phase.keys, phase.p50, phase.p95, phase.worst = measure.window_latency(dwh, tables, phase.start, phase.end)
-        series = measure.series(dwh, tables, phases[0].start, _now(dwh))
-        series["backlog"] = backlog
+            drained = _drain(session, live)
+        load_average = [load_before, os.getloadavg()]
+        _measure_phases(session, phases)
+        series = measure.series(dwh, session.tables, phases[0].start, _now(dwh))
+        series["backlog"] = session.backlog
         client = AirflowClient(grade_stack)
         measured = _safe(lambda: choose_load(client.dag_facts()).pipeline, [])  # the checker's choice, in Airflow
         runs = _safe(lambda: breakdown.fetch(client, phases[0].start, _now(dwh), measured or None), [])
-        checks = _checks(grade_stack, dwh, shops, load_end, update_window)
+        checks = _checks(grade_stack, dwh, session.shops, load_end, update_window)
         console.print(f"the machine's ceiling: DAGs paused, generators flat out {options.ceiling_seconds} s, raw COPY")
-        top = _ceiling(options, load, client, dwh, shops, tables, monitor)
+        top = _ceiling(session, client)
+    dags_dir = private.dags_dir if private and private.dags_dir else None
     settings = {
         "ramp": bound(options),
         "latency target (s)": str(options.latency_target),
         "updates per tick": "60% of inserts",
         "update window of the load (s)": str(update_window),
-        "dags": _shown(private.dags_dir) if private and private.dags_dir else "whatever the stack runs",
-        "CPU and memory": monitor.method,
-        "pipeline measured": _commit(private.dags_dir if private and private.dags_dir else None),
+        "dags": _shown(dags_dir) if dags_dir else "whatever the stack runs",
+        "CPU and memory": session.monitor.method,
+        "pipeline measured": _commit(dags_dir),
     }
     return report.Run(
         grade.name,
@@ -305,7 +283,7 @@ def drive(options, console, grade, grade_stack, roots, private, update_window, l
         settings,
         phases,
         series,
-        monitor.samples,
+        session.monitor.samples,
         checks,
         drained,
         caught_up=drained < options.drain,
@@ -316,8 +294,75 @@ def drive(options, console, grade, grade_stack, roots, private, update_window, l
     )
 
 
-def _ceiling(options, load, client, dwh, shops, tables, monitor) -> ceiling.Ceiling | None:
+def _monitor(roots, load: LoadGenerators) -> measure.ResourceMonitor | measure.DockerMonitor:
+    """Docker: one unit per container, plus the load generators; natively: the stack's process trees."""
+    if isinstance(roots, str):  # a Docker Compose project
+        generators = measure.ResourceMonitor(roots=lambda: {"generators": load.pids}, machine_wide=True)
+        return measure.DockerMonitor(roots, extra=generators)
+    return measure.ResourceMonitor(roots=lambda: {**roots(), "generators": load.pids}, machine_wide=True)
+
+
+def _ramp(session: Session, live: Live) -> list[report.Phase]:
+    """Step after step until one does not keep up (or the plan ends)."""
+    phases: list[report.Phase] = []
+    previous_trough = None
+    for number, rate in enumerate(session.options.rates):
+        phase, verdict = _step(session, live, number, rate, previous_trough)
+        previous_trough = verdict.trough_end
+        phases.append(phase)
+        if not verdict.keeps_up:
+            session.console.print(f"rate {rate} does not keep up: {verdict.reason}; the ramp stops here")
+            break
+    return phases
+
+
+def _step(session: Session, live: Live, number: int, rate: int, previous_trough) -> tuple[report.Phase, StepVerdict]:
+    """One rate held for a step, the backlog sampled every few seconds, then judged (knee.judge_step)."""
+    options, load, monitor, dwh = session.options, session.load, session.monitor, session.dwh
+    load.start(rate, number)
+    phase = report.Phase(rate, _now(dwh), _now(dwh), target_sec=options.latency_target)
+    first_sample, began = len(monitor.samples), time.monotonic()
+    samples: list[knee.BacklogSample] = []
+    while (elapsed := time.monotonic() - began) < options.step_seconds:
+        time.sleep(min(SAMPLE_EVERY_SEC, max(0.0, options.step_seconds - elapsed)))
+        load.check_alive()
+        sample = monitor.sample()
+        _, rows, lag = session.sample_backlog()
+        samples.append(knee.BacklogSample(time.monotonic() - began, rows, lag))
+        live.update(_progress(options, number, began, rows, lag, sample))
+    load.stop()
+    phase.end = _now(dwh)
+    phase.cpu, phase.memory = report.phase_resources(monitor.samples[first_sample:])
+    phase.samples, phase.step_seconds = samples, options.step_seconds
+    # The load DAG's runs that ended in the step's second half, for the run-length rule.
+    half = phase.start + timedelta(seconds=options.step_seconds / 2)
+    since = phase.start - timedelta(seconds=options.latency_target)
+    finished = _safe(lambda: breakdown.fetch(AirflowClient(session.stack), since, _now(dwh)), [])
+    verdict = knee.judge_step(
+        samples,
+        options.step_seconds,
+        previous_trough,
+        options.latency_target,
+        run_seconds=[run.seconds for run in finished if run.end >= half],
+    )
+    phase.ramp_ok, phase.reason = verdict.keeps_up, verdict.reason
+    phase.trough_middle, phase.trough_end = verdict.trough_middle, verdict.trough_end
+    phase.lag_p95 = verdict.p95_end
+    return phase, verdict
+
+
+def _measure_phases(session: Session, phases: list[report.Phase]) -> None:
+    """After the drain, every step's rows are in dds: count them and their latency, step by step."""
+    dwh, tables = session.dwh, session.tables
+    for phase in phases:
+        phase.source_rows = sum(measure.source_rows(c, tables, phase.start, phase.end) for c in session.shops.values())
+        phase.landed = measure.landed_in_window(dwh, tables, phase.start, phase.end)
+        phase.keys, phase.p50, phase.p95, phase.worst = measure.window_latency(dwh, tables, phase.start, phase.end)
+
+
+def _ceiling(session: Session, client: AirflowClient) -> ceiling.Ceiling | None:
     """The machine's own limit beside the knee; None (and a note) if Airflow would not pause."""
+    options, load, dwh, shops, tables = session.options, session.load, session.dwh, session.shops, session.tables
     try:
         paused = ceiling.pause_pipeline(client)
     except (RuntimeError, StackNotReachable, OSError) as exc:
@@ -334,7 +379,7 @@ def _ceiling(options, load, client, dwh, shops, tables, monitor) -> ceiling.Ceil
         end = _now(dwh)
         time.sleep(options.ceiling_seconds / 3)
         load.check_alive()
-        monitor.sample()
+        session.monitor.sample()
         load.stop()
         rows = sum(measure.source_rows(c, tables, start, end) for c in shops.values())
         out_sec, in_sec = ceiling.copy_rows(shops, dwh, tables, start, end)
@@ -346,14 +391,13 @@ def _ceiling(options, load, client, dwh, shops, tables, monitor) -> ceiling.Ceil
     return ceiling.Ceiling(asked, (end - start).total_seconds(), rows, len(shops), out_sec, in_sec)
 
 
-def _drain(dwh, shops, src_ids, tables, live, monitor, backlog, timeout: float) -> float:
+def _drain(session: Session, live: Live) -> float:
     """Wait until dds holds every shop's newest row; returns how long that took."""
-    began = time.monotonic()
+    timeout, began = session.options.drain, time.monotonic()
     while time.monotonic() - began < timeout:
-        monitor.sample()
-        at, rows, lag = _backlog(dwh, shops, src_ids, tables)
-        backlog.append((at, rows, lag))
-        if _safe(lambda: measure.caught_up(dwh, shops, src_ids, tables), False):
+        session.monitor.sample()
+        session.sample_backlog()
+        if _safe(lambda: measure.caught_up(session.dwh, session.shops, session.src_ids, session.tables), False):
             return time.monotonic() - began
         live.update(f"load stopped; waiting for the warehouse to catch up ({time.monotonic() - began:.0f} s)")
         time.sleep(SAMPLE_EVERY_SEC)

@@ -23,6 +23,7 @@ from datetime import datetime
 
 STAGES = ("extract", "load_stg", "audit", "publish", "setup", "other")
 OVERHEAD = ("queued", "scheduling")
+STAGE_COLUMNS = ("extract", "load_stg", "audit", "publish")  # setup and other tasks are shown as "other"
 
 
 def stage_of(task_id: str) -> str:
@@ -191,3 +192,17 @@ def fetch(client, since: datetime, until: datetime, dag_ids: list[str] | None = 
                 break
             offset += 100
     return sorted(found, key=lambda r: r.start)
+
+
+def stage_column(stage: str) -> str:
+    """The report's column for a task's stage: the WAP stages, Airflow's overheads, else "other"."""
+    return stage if stage in STAGE_COLUMNS or stage in OVERHEAD else "other"
+
+
+def schedule_seconds(schedule: str) -> float | None:
+    """Seconds between runs for the simple schedules (`* * * * *`, `*/5 * * * *`, @hourly), else None."""
+    if schedule.strip() == "* * * * *":
+        return 60.0
+    if schedule.startswith("*/") and schedule.endswith(" * * * *"):
+        return 60.0 * int(schedule[2:].split()[0])
+    return {"@hourly": 3600.0, "@daily": 86400.0}.get(schedule.strip())

@@ -6,22 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from coursekit.loadtest.breakdown import OVERHEAD, RunBreakdown
+from coursekit.loadtest.breakdown import OVERHEAD, STAGE_COLUMNS, RunBreakdown, stage_column
 from coursekit.loadtest.ceiling import Ceiling
 from coursekit.loadtest.knee import BacklogSample
 from coursekit.loadtest.measure import MACHINE, ResourceSample, report_group
+from coursekit.loadtest.plots import Plots
 
 LATENCY_LIMIT_SEC = 300
-STAGE_COLUMNS = ("extract", "load_stg", "audit", "publish")  # setup and other tasks are shown as "other"
-COLORS = {
-    "extract": "tab:blue",
-    "load_stg": "tab:orange",
-    "audit": "tab:green",
-    "publish": "tab:purple",
-    "other": "tab:brown",
-    "queued": "tab:gray",
-    "scheduling": "lightgray",
-}
 
 
 @dataclass
@@ -146,10 +137,6 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _column(stage: str) -> str:
-    return stage if stage in STAGE_COLUMNS or stage in OVERHEAD else "other"
-
-
 def step_times(run: Run) -> list[StepTimes]:
     """The runs grouped by the step they started in (and the drain after the last step), averaged."""
     groups: list[tuple[str, list[RunBreakdown]]] = []
@@ -167,9 +154,9 @@ def step_times(run: Run) -> list[StepTimes]:
         by_table: dict[tuple[str, str], float] = {}
         for r in runs:
             for what, seconds in r.critical.items():
-                critical[_column(what)] = critical.get(_column(what), 0.0) + seconds / len(runs)
+                critical[stage_column(what)] = critical.get(stage_column(what), 0.0) + seconds / len(runs)
             for stage, seconds in r.work.items():
-                work[_column(stage)] = work.get(_column(stage), 0.0) + seconds / len(runs)
+                work[stage_column(stage)] = work.get(stage_column(stage), 0.0) + seconds / len(runs)
             for key, seconds in r.by_table.items():
                 by_table[key] = by_table.get(key, 0.0) + seconds / len(runs)
         starts = sorted(r.start for r in runs)
@@ -195,7 +182,7 @@ def bottleneck(times: StepTimes) -> str:
     what, seconds = max(times.critical.items(), key=lambda item: item[1])
     share = seconds / times.duration if times.duration else 0.0
     text = f"{what} takes {share:.0%} of a run's {times.duration:.0f} s"
-    tables = {table: s for (table, stage), s in times.by_table.items() if _column(stage) == what and table != "-"}
+    tables = {table: s for (table, stage), s in times.by_table.items() if stage_column(stage) == what and table != "-"}
     if tables:
         table, busiest = max(tables.items(), key=lambda item: item[1])
         text += f"; {table}.{what} is the slowest of it ({busiest:.0f} task-seconds per run)"
@@ -207,25 +194,38 @@ def bottleneck(times: StepTimes) -> str:
 def write(run: Run, folder: Path) -> Path:
     """report.md and its plots into `folder`; returns the report's path."""
     folder.mkdir(parents=True, exist_ok=True)
-    plots = _plots(run, folder)
     best, failed = knee(run.phases)
-    times = step_times(run)
-    by_label = {t.label: t for t in times}
+    plots = Plots(run, folder, best, failed).all()
+    lines = [f"# Load test of {run.grade}", "", _started(run), "", "## Result", ""]
+    lines += _result(run, best, failed)
+    lines += _steps(run)
+    lines += ["", "## Where the time goes", ""] + _time_split(run)
+    lines += ["", "## Warehouse after the test (G4 checks)", ""]
+    lines += [f"- {verdict}: {name} ({found})" for name, verdict, found in run.checks]
+    lines += ["", "## Machine", ""] + _machine(run)
+    lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in run.settings.items()]
+    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
+    lines += ["", "The backlog samples of every step, as the ramp judged them: [backlog.csv](backlog.csv)."]
+    _backlog_csv(run, folder / "backlog.csv")
+    report = folder / "report.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return report
+
+
+def _started(run: Run) -> str:
+    return f"Started {run.started:%Y-%m-%d %H:%M:%S} UTC, {run.mode}. " + (
+        f"The warehouse caught up {run.drained_sec:.0f} s after the load stopped."
+        if run.caught_up
+        else f"The warehouse had not caught up {run.drained_sec:.0f} s after the load stopped, when the drain "
+        "ended: the checks below that compare the shops with dds fail for the rows still on their way."
+    )
+
+
+def _result(run: Run, best: Phase | None, failed: Phase | None) -> list[str]:
+    """The knee in words: what kept up, what did not and why, the machine's ceiling beside it."""
     target = f"{run.target_sec:.0f} s"
-    lines = [
-        f"# Load test of {run.grade}",
-        "",
-        f"Started {run.started:%Y-%m-%d %H:%M:%S} UTC, {run.mode}. "
-        + (
-            f"The warehouse caught up {run.drained_sec:.0f} s after the load stopped."
-            if run.caught_up
-            else f"The warehouse had not caught up {run.drained_sec:.0f} s after the load stopped, when the drain "
-            "ended: the checks below that compare the shops with dds fail for the rows still on their way."
-        ),
-        "",
-        "## Result",
-        "",
-    ]
+    by_label = {t.label: t for t in step_times(run)}
+    lines: list[str] = []
     if best:
         lines.append(
             f"Highest rate that kept up (latency target {target}): **{best.rate} inserts/s per shop** "
@@ -246,6 +246,13 @@ def write(run: Run, folder: Path) -> Path:
     if peak:
         lines.append("")
         lines.append(f"Peak throughput: {peak.landed_per_10min:,.0f} rows per 10 minutes (rate {peak.rate}).")
+    return lines
+
+
+def _steps(run: Run) -> list[str]:
+    """One row per step, and how to read it."""
+    target = f"{run.target_sec:.0f} s"
+    lines: list[str] = []
     lines += [
         "",
         "| rate (inserts/s/shop) | step (s) | inserted/s (both shops) | rows landed / 10 min | keys landed "
@@ -277,10 +284,14 @@ def write(run: Run, folder: Path) -> Path:
         "second half took more than half the target on average (coursekit/loadtest/knee.py); "
         "after the drain, a step whose measured p95 is over the target fails too. "
         "Machine CPU counts every process on the machine, the load test's and other people's.",
-        "",
-        "## Where the time goes",
-        "",
     ]
+    return lines
+
+
+def _time_split(run: Run) -> list[str]:
+    """Where the runs' time went, step by step: the critical path, then the task-seconds behind it."""
+    times = step_times(run)
+    lines: list[str] = []
     if times:
         schedule = next((r.schedule for r in run.runs if r.schedule), "")
         lines += [
@@ -322,9 +333,11 @@ def write(run: Run, folder: Path) -> Path:
             )
     else:
         lines.append("No finished run of a load DAG was found in Airflow for the test's time (no breakdown).")
-    lines += ["", "## Warehouse after the test (G4 checks)", ""]
-    lines += [f"- {verdict}: {name} ({found})" for name, verdict, found in run.checks]
-    lines += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in run.machine.items()]
+    return lines
+
+
+def _machine(run: Run) -> list[str]:
+    lines = [f"- {k}: {v}" for k, v in run.machine.items()]
     if run.load_average:
         cores = int(run.machine.get("cpu cores (logical)", "0") or 0)
         before = run.load_average[0]
@@ -336,13 +349,7 @@ def write(run: Run, folder: Path) -> Path:
                 f"- note: the machine was already busy before the test (5-minute load average {before[1]:.1f} on "
                 f"{cores} cores: other people's work); the figures are what this machine gave under that load."
             )
-    lines += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in run.settings.items()]
-    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
-    lines += ["", "The backlog samples of every step, as the ramp judged them: [backlog.csv](backlog.csv)."]
-    _backlog_csv(run, folder / "backlog.csv")
-    report = folder / "report.md"
-    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return report
+    return lines
 
 
 def _ceiling_sentence(top: Ceiling | None, best: Phase | None) -> str:
@@ -377,117 +384,3 @@ def _backlog_csv(run: Run, path: Path) -> None:
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
-
-
-def _plots(run: Run, folder: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on a server or in CI
-    import matplotlib.pyplot as plt
-
-    best, failed = knee(run.phases)
-
-    def minutes(at: datetime) -> float:
-        return (at - run.started).total_seconds() / 60
-
-    def mark_phases(axis) -> None:
-        """Steps as bands labelled with their rate; the first failing step red, the knee a red line."""
-        for phase in run.phases:
-            color = "tab:red" if phase is failed else "tab:blue"
-            axis.axvspan(minutes(phase.start), minutes(phase.end), alpha=0.08, color=color)
-            axis.text(minutes(phase.start), 1.0, f" {phase.rate}/s", transform=axis.get_xaxis_transform(), va="top")
-        if failed is not None:
-            label = f"knee: {best.rate}/s kept up, {failed.rate}/s did not" if best else f"{failed.rate}/s failed"
-            axis.axvline(minutes(failed.start), color="tab:red", linewidth=1.5, label=label)
-
-    def outside_legend(axis) -> None:
-        """Right of the plot: inside, it would cover the steps' labels and the curves."""
-        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-
-    def save(figure, name: str) -> None:
-        figure.tight_layout()
-        figure.savefig(folder / name, dpi=100)
-        names.append(name)
-
-    names: list[str] = []
-    figure, axis = plt.subplots(figsize=(11.5, 4))
-    landed = run.series.get("landed", [])
-    axis.plot([minutes(b) for b, _ in landed], [n * 10 for _, n in landed], marker=".")  # per minute -> per 10
-    axis.set(title="Throughput: rows landed in dds", xlabel="minutes since start", ylabel="rows per 10 minutes")
-    mark_phases(axis)
-    if failed is not None:
-        outside_legend(axis)
-    save(figure, "throughput.png")
-
-    figure, axis = plt.subplots(figsize=(11.5, 4))
-    latency = run.series.get("latency", [])
-    x = [minutes(row[0]) for row in latency]
-    for index, label in ((2, "p50"), (3, "p95"), (4, "max")):
-        axis.plot(x, [row[index] for row in latency], marker=".", label=label)
-    axis.axhline(run.target_sec, color="red", linestyle="--", label=f"target {run.target_sec:.0f} s")
-    axis.set(title="Latency of new rows (created_at -> dds)", xlabel="minutes since start", ylabel="seconds")
-    mark_phases(axis)
-    outside_legend(axis)
-    save(figure, "latency.png")
-
-    figure, (rows_axis, lag_axis) = plt.subplots(2, 1, figsize=(11.5, 6), sharex=True)
-    backlog = run.series.get("backlog", [])
-    rows_axis.plot(
-        [minutes(at) for at, rows, _ in backlog if rows is not None], [r for _, r, _ in backlog if r is not None]
-    )
-    rows_axis.set(title="Backlog: what the shops hold that dds does not yet", ylabel="rows not yet in dds")
-    lag_axis.plot(
-        [minutes(at) for at, _, lag in backlog if lag is not None], [g for _, _, g in backlog if g is not None]
-    )
-    lag_axis.axhline(run.target_sec, color="red", linestyle="--", label=f"target {run.target_sec:.0f} s")
-    lag_axis.set(xlabel="minutes since start", ylabel="dds behind (s)")
-    for axis in (rows_axis, lag_axis):
-        mark_phases(axis)
-    outside_legend(lag_axis)
-    save(figure, "backlog.png")
-
-    figure, axis = plt.subplots(figsize=(11.5, 4.5))
-    parts = (*STAGE_COLUMNS, "other", *OVERHEAD)
-    for r in run.runs:  # one bar per run, as wide as the run lasted, stacked up to its duration in seconds
-        bottom = 0.0
-        for part in parts:
-            seconds = sum(v for k, v in r.critical.items() if _column(k) == part)
-            axis.bar(minutes(r.start), seconds, width=r.seconds / 60, bottom=bottom, align="edge", color=COLORS[part])
-            bottom += seconds
-    for part in parts:
-        axis.bar(0, 0, color=COLORS[part], label=part)  # legend entries
-    every = _schedule_seconds(next((r.schedule for r in run.runs if r.schedule), ""))
-    if every:
-        axis.axhline(every, color="black", linestyle=":", label=f"schedule interval {every:.0f} s")
-    axis.set(
-        title="Where each run's time goes (critical path; bar width = the run's span)",
-        xlabel="minutes since start",
-        ylabel="seconds per run",
-    )
-    mark_phases(axis)
-    outside_legend(axis)
-    save(figure, "breakdown.png")
-
-    figure, (cpu_axis, mem_axis) = plt.subplots(2, 1, figsize=(11.5, 6), sharex=True)
-    groups = sorted({g for s in run.resources for g in s.cpu_cores})
-    times = [s.at / 60 for s in run.resources]  # the monitor starts with the run
-    for group in groups:
-        cpu_axis.plot(times, [s.cpu_cores.get(group, 0) for s in run.resources], label=group)
-        if any(group in s.memory_mib for s in run.resources):
-            mem_axis.plot(times, [s.memory_mib.get(group, 0) for s in run.resources], label=group)
-    cpu_axis.set(title="CPU and memory", ylabel="cores busy")
-    mem_axis.set(xlabel="minutes since start", ylabel="memory (MiB)")
-    outside_legend(cpu_axis)
-    outside_legend(mem_axis)
-    save(figure, "resources.png")
-    plt.close("all")
-    return names
-
-
-def _schedule_seconds(schedule: str) -> float | None:
-    """Seconds between runs for the simple schedules (`* * * * *`, `*/5 * * * *`, @hourly), else None."""
-    if schedule.strip() == "* * * * *":
-        return 60.0
-    if schedule.startswith("*/") and schedule.endswith(" * * * *"):
-        return 60.0 * int(schedule[2:].split()[0])
-    return {"@hourly": 3600.0, "@daily": 86400.0}.get(schedule.strip())
