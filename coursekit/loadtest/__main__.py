@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg2
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table as RichTable
@@ -364,8 +365,8 @@ def _ceiling(session: Session, client: AirflowClient) -> ceiling.Ceiling | None:
     """The machine's own limit beside the knee; None (and a note) if Airflow would not pause."""
     options, load, dwh, shops, tables = session.options, session.load, session.dwh, session.shops, session.tables
     try:
-        paused = ceiling.pause_pipeline(client)
-    except (RuntimeError, StackNotReachable, OSError) as exc:
+        paused = ceiling.pause_pipeline(client, dwh, stop_runs=not options.attach)
+    except (RuntimeError, StackNotReachable, OSError, psycopg2.Error) as exc:
         print(f"no ceiling measured: {exc}", file=sys.stderr)
         return None
     asked = 2 * max(options.rates)

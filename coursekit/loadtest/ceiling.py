@@ -52,17 +52,37 @@ class Ceiling:
         )
 
 
-def pause_pipeline(client: AirflowClient, timeout: float = QUIET_WAIT_SEC) -> list[str]:
-    """Pause every unpaused DAG and wait until none of them runs; returns the DAGs paused."""
+def pause_pipeline(client: AirflowClient, dwh, *, stop_runs: bool, timeout: float = QUIET_WAIT_SEC) -> list[str]:
+    """Pause every unpaused DAG and wait until none of them runs; returns the DAGs paused.
+
+    After a step the pipeline did not keep up with, a run can take minutes. The private copy
+    (`stop_runs`) is thrown away afterwards, so its runs are marked failed and their statements
+    in the warehouse ended; a stack the learner runs (`--attach`) is waited for instead.
+    """
     paused = client.unpaused_dags()
     for dag_id in paused:
         client.set_paused(dag_id, True)
+    if stop_runs:
+        for dag_id in paused:
+            for run in client.active_runs(dag_id):
+                client.fail_run(dag_id, run["dag_run_id"])
+        _end_other_sessions(dwh)
     deadline = time.monotonic() + timeout
     while any(client.active_runs(dag_id) for dag_id in paused):
         if time.monotonic() > deadline:
             raise RuntimeError(f"the paused DAGs still run after {timeout:.0f} s; no ceiling measured")
         time.sleep(5)
     return paused
+
+
+def _end_other_sessions(dwh) -> None:
+    """End the stopped tasks' statements: a killed task's query runs on until Postgres notices."""
+    with dwh.cursor() as cur:
+        cur.execute(
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity"
+            " where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'"
+        )
+    dwh.commit()
 
 
 def copy_rows(shops: dict[str, object], dwh, tables: list[measure.Table], start: datetime, end: datetime):
