@@ -175,3 +175,26 @@ def test_the_load_test_measures_the_learners_folder_and_solution_1_the_reference
     dags_dir = GradeStack(G4).dags_dir
     assert dags_dir.resolve() == (G4.path / "solution" / "dags").resolve()
     assert folder_load(dags_dir).dag_id == "load_shops_to_dwh_wap"
+
+
+def test_the_newest_report_is_published_into_images_with_its_links_renamed(tmp_path):
+    from coursekit.docs.images import copy_loadtest_plots
+
+    reports, out = tmp_path / "loadtest-report", tmp_path / "images"
+    out.mkdir()
+    for stamp, rate in (("20261201-100000", 1000), ("20261203-164922", 4000)):
+        folder = reports / stamp
+        folder.mkdir(parents=True)
+        (folder / "throughput.png").write_bytes(b"png of " + stamp.encode())
+        (folder / "backlog.csv").write_text("rate,at_sec\n", encoding="utf-8")
+        (folder / "report.md").write_text(
+            f"**{rate} inserts/s per shop**\n\n![throughput.png](throughput.png)\n\n[backlog.csv](backlog.csv).\n",
+            encoding="utf-8",
+        )
+    pictures = copy_loadtest_plots(out, reports)
+    assert [p.name for p in pictures] == ["loadtest-throughput.png"]
+    assert (out / "loadtest-throughput.png").read_bytes() == b"png of 20261203-164922", "the newest run"
+    report = (out / "loadtest-report.md").read_text(encoding="utf-8")
+    assert "**4000 inserts/s per shop**" in report
+    assert "](loadtest-throughput.png)" in report and "[loadtest-backlog.csv](loadtest-backlog.csv)" in report
+    assert (out / "loadtest-backlog.csv").exists()

@@ -108,8 +108,10 @@ def test_the_committed_reports_samples_give_its_verdicts():
         verdicts.append(verdict)
         previous = verdict.trough_end
     assert all(v.keeps_up for v in verdicts[:-1]), "the ramp went on while the steps kept up"
-    assert not verdicts[-1].keeps_up and verdicts[-1].reason.startswith("latency"), "and stopped at the last one"
-    stop = re.search(r"First rate that did not keep up: \*\*(\d+) inserts/s per shop\*\*", report)
+    stop = re.search(r"First rate that did not keep up: \*\*(\d+) inserts/s per shop\*\*\. Why: (.+?)\.$", report, re.M)
+    # The last step failed on its samples, or on its runs' length (knee.judge_step's run_seconds: the
+    # runs' times are in the report's breakdown, not in backlog.csv).
+    assert stop and (not verdicts[-1].keeps_up or stop[2].startswith("runs too long")), "and stopped at the last one"
     best = re.search(r"Highest rate that kept up \(latency target 300 s\): \*\*(\d+) inserts/s per shop", report)
     assert stop and best and int(best[1]) < int(stop[1]) <= max(steps), "the report names the knee"
 

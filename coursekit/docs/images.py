@@ -638,7 +638,8 @@ def data_pictures(stack: PrivateStack, out: Path) -> list[Picture]:
 
 
 def copy_loadtest_plots(out: Path, reports: Path = LOADTEST_REPORTS) -> list[Picture]:
-    """The plots of the newest `python -m coursekit.loadtest` report, as images/loadtest-<plot>.png."""
+    """The newest `python -m coursekit.loadtest` report into images/: its plots as loadtest-<plot>.png,
+    report.md as loadtest-report.md (links to the renamed files) and backlog.csv as loadtest-backlog.csv."""
     folders = sorted((p for p in reports.glob("*") if p.is_dir() and any(p.glob("*.png"))), reverse=True)
     if not folders:
         kept = sorted(out.glob("loadtest-*.png"))
@@ -651,20 +652,22 @@ def copy_loadtest_plots(out: Path, reports: Path = LOADTEST_REPORTS) -> list[Pic
         ]
     newest = folders[0]
     pictures = []
-    for name in LOADTEST_PLOTS:
+    report = (newest / "report.md").read_text(encoding="utf-8") if (newest / "report.md").exists() else None
+    for name in (*LOADTEST_PLOTS, "backlog.csv"):
         source = newest / name
         if source.exists():
             target = out / f"loadtest-{name}"
             shutil.copyfile(source, target)
             say(f"  ✓ {target} (from {source})")
-            what = name.removesuffix(".png")
-            pictures.append(
-                Picture(
-                    target.name,
-                    f"Load test: {what} over time, phase by phase.",
-                    f"`python -m coursekit.loadtest` (matplotlib), report {newest.name}",
-                )
-            )
+            if report is not None:
+                report = report.replace(f"]({name})", f"](loadtest-{name})").replace(f"[{name}]", f"[loadtest-{name}]")
+            if name.endswith(".png"):
+                what = name.removesuffix(".png")
+                made = f"`python -m coursekit.loadtest` (matplotlib), report {newest.name}"
+                pictures.append(Picture(target.name, f"Load test: {what} over time, phase by phase.", made))
+    if report is not None:
+        (out / "loadtest-report.md").write_text(report, encoding="utf-8")
+        say(f"  ✓ {out / 'loadtest-report.md'} (from {newest / 'report.md'})")
     return pictures
 
 
@@ -713,12 +716,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coursekit.docs.images", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "images", help="folder of the pictures (images/)")
     parser.add_argument("--diagram-only", action="store_true", help="only render architecture.dot (no stack)")
+    parser.add_argument(
+        "--loadtest-only", action="store_true", help="only copy the newest load-test report and plots (no stack)"
+    )
     parser.add_argument("--minutes", type=float, default=3.5, help="minutes of data flow before the pictures")
     parser.add_argument("--loadtest-report", type=Path, default=LOADTEST_REPORTS, help="where load-test reports are")
     options = parser.parse_args(argv)
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     try:
+        if options.loadtest_only:
+            say("load-test report and plots")
+            copy_loadtest_plots(out, options.loadtest_report)
+            return 0
         say("1. architecture diagram")
         pictures = render_architecture(out)
         if options.diagram_only:
