@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from coursekit.docs.images import debug_excerpt, info_excerpt
+from coursekit.docs.html_pictures import debug_excerpt, info_excerpt
 from coursekit.grade import REPO_ROOT, Grade
 from coursekit.native.compose import load_compose
 

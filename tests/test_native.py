@@ -130,32 +130,19 @@ def dwh_rows(ports: dict[str, int]) -> dict[str, int]:
         conn.close()
 
 
-@pytest.mark.slow
-def test_make_run_g0_end_to_end(grade_copy, tmp_path):
-    args, env, ports = grade_copy("G0_Trainee")
-    started = native("run", *args, env=env)
-    assert started.returncode == 0, started.stdout + started.stderr
-    assert f"http://localhost:{ports['AIRFLOW_PORT']}" in started.stdout and "airflow / airflow" in started.stdout
-
-    # The login from airflow.env works against Airflow 3's API.
+def airflow_login(ports: dict[str, int], username: str, password: str) -> dict:
+    """POST /auth/token of the native Airflow: the response (a token) or an HTTP error."""
     request = urllib.request.Request(
         f"http://127.0.0.1:{ports['AIRFLOW_PORT']}/auth/token",
-        data=json.dumps({"username": "airflow", "password": "airflow"}).encode(),
+        data=json.dumps({"username": username, "password": password}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        assert "access_token" in json.loads(response.read())
+        return json.loads(response.read())
 
-    # DAGs start paused; nothing loads until the learner unpauses.
-    assert dwh_rows(ports) == {}
-    unpaused = native("airflow", *args, "--", "dags", "unpause", "load_shops_to_dwh", env=env)
-    assert unpaused.returncode == 0, unpaused.stderr
-    deadline = time.monotonic() + 240
-    while set(dwh_rows(ports)) != {"New-York", "Istanbul"}:
-        assert time.monotonic() < deadline, "no rows from both shops in dds.orders within 4 minutes"
-        time.sleep(5)
 
-    # Airflow reads the sources through a role that cannot write.
+def assert_sources_are_read_only(ports: dict[str, int]) -> None:
+    """Airflow reads the sources through a role that cannot write."""
     shop = Grade.named("G0_Trainee").env("pg-shop-1")
     reader = psycopg2.connect(
         host="127.0.0.1",
@@ -172,6 +159,28 @@ def test_make_run_g0_end_to_end(grade_copy, tmp_path):
                 cur.execute("delete from orders")
     finally:
         reader.close()
+
+
+@pytest.mark.slow
+def test_make_run_g0_end_to_end(grade_copy, tmp_path):
+    args, env, ports = grade_copy("G0_Trainee")
+    started = native("run", *args, env=env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert f"http://localhost:{ports['AIRFLOW_PORT']}" in started.stdout and "airflow / airflow" in started.stdout
+
+    # The login from airflow.env works against Airflow 3's API.
+    assert "access_token" in airflow_login(ports, "airflow", "airflow")
+
+    # DAGs start paused; nothing loads until the learner unpauses.
+    assert dwh_rows(ports) == {}
+    unpaused = native("airflow", *args, "--", "dags", "unpause", "load_shops_to_dwh", env=env)
+    assert unpaused.returncode == 0, unpaused.stderr
+    deadline = time.monotonic() + 240
+    while set(dwh_rows(ports)) != {"New-York", "Istanbul"}:
+        assert time.monotonic() < deadline, "no rows from both shops in dds.orders within 4 minutes"
+        time.sleep(5)
+
+    assert_sources_are_read_only(ports)
 
     memory = native("memory", *args, env=env)
     assert memory.returncode == 0 and "memory_pss_mib_total=" in memory.stdout

@@ -77,14 +77,14 @@ class Loader:
         self.runs += 1
         run_id = run_id or f"run_{self.runs}"
         source = self.config.sources[0]
-        name, table = next(iter(self.config.tables.items()))
-        path = batch_path(self.staging, "test_dag", run_id, name, source.slug)
+        table = next(iter(self.config.tables.values()))
+        path = batch_path(self.staging, "test_dag", run_id, table.name, source.slug)
         with self.source_db.connect3() as src, self.dwh_db.connect3() as dwh:
             batch = extract_to_parquet(
-                src, dwh, name, table, source, lookback_sec=self.config.lookback_sec, run_id=run_id, path=path
+                src, dwh, table, source, lookback_sec=self.config.lookback_sec, run_id=run_id, path=path
             )
-            copy_to_stg(dwh, name, table, [batch])
-            return merge_into_dds(dwh, name, table, run_id)
+            copy_to_stg(dwh, table, [batch])
+            return merge_into_dds(dwh, table, run_id)
 
     def history(self, customer_id: int) -> list[tuple]:
         return self.dwh_db.query(
@@ -96,11 +96,7 @@ class Loader:
     def rules_broken(self) -> dict[str, list]:
         """Through psycopg2, the checker's driver: the contract's queries are plain SQL text."""
         with closing(self.dwh_db.connect()) as dwh:
-            return {
-                rule: rows
-                for rule, rows in violations(dwh, "customers", self.config.tables["customers"]).items()
-                if rows
-            }
+            return {rule: rows for rule, rows in violations(dwh, self.config.tables["customers"]).items() if rows}
 
 
 @pytest.fixture
@@ -129,7 +125,7 @@ def test_merging_the_same_batch_again_changes_nothing(loader, shop1_db, dwh_db):
     loader.run("run_a")
     before = dwh_db.query("select * from dds.customers order by 1")
     with dwh_db.connect3() as dwh:
-        counts = merge_into_dds(dwh, "customers", loader.config.tables["customers"], "run_a")
+        counts = merge_into_dds(dwh, loader.config.tables["customers"], "run_a")
     assert counts == {"new": 0, "changed": 0, "unchanged": 2}
     assert dwh_db.query("select * from dds.customers order by 1") == before
 
@@ -176,7 +172,7 @@ def test_only_this_runs_stg_rows_are_merged(loader, shop1_db, dwh_db):
     loader.run("run_old")
     execute(shop1_db, "update customers set name = 'Anna' where customer_id = 1")
     with dwh_db.connect3() as dwh:  # a run whose stg batch is not in stg: nothing to merge
-        assert merge_into_dds(dwh, "customers", loader.config.tables["customers"], "run_never_staged") == {
+        assert merge_into_dds(dwh, loader.config.tables["customers"], "run_never_staged") == {
             "new": 0,
             "changed": 0,
             "unchanged": 0,
@@ -233,7 +229,7 @@ def test_tables_without_history_are_overwritten_in_place(shop1_db, dwh_db, tmp_p
     assert loader.run() == {"new": 0, "changed": 1, "unchanged": 1}
     assert dwh_db.query("select customer_id, name from dds.customers order by 1") == [(1, "Anna"), (2, "Bob")]
     with closing(dwh_db.connect()) as dwh:
-        assert violations(dwh, "customers", loader.config.tables["customers"]) == {"duplicate_keys": []}
+        assert violations(dwh, loader.config.tables["customers"]) == {"duplicate_keys": []}
 
 
 @pytest.mark.usefixtures("loader")  # creates the source tables
@@ -278,7 +274,7 @@ def test_a_key_twice_in_one_batch_fails_the_merge_whole(loader, shop1_db, dwh_db
     execute(dwh_db, "update stg.customers set load_run_id = 'twice', name = name || '!'")
     execute(dwh_db, "insert into stg.customers select * from stg.customers where customer_id = 1")
     with pytest.raises(psycopg.errors.UniqueViolation), dwh_db.connect3() as dwh:
-        merge_into_dds(dwh, "customers", loader.config.tables["customers"], "twice")
+        merge_into_dds(dwh, loader.config.tables["customers"], "twice")
     assert dwh_db.query("select count(*) from dds.customers where load_run_id = 'twice'") == [(0,)]
     assert dwh_db.query("select count(*) from dds.customers where eff_to_dttm <> '9999-12-31 23:59:59+00'") == [(0,)]
 
@@ -291,7 +287,7 @@ def test_contract_comparison_finds_missing_and_different_rows(loader, shop1_db, 
     table = loader.config.tables["customers"]
     with closing(shop1_db.connect()) as src, closing(dwh_db.connect()) as dwh:
         (now,) = shop1_db.query("select now() + interval '1 minute'")[0]
-        result = compare_with_source(src, dwh, "customers", table, "New-York", now)
+        result = compare_with_source(src, dwh, table, "New-York", now)
     assert (result.source_rows, result.missing, result.different) == (3, [3], [1])
 
 
@@ -306,6 +302,9 @@ def test_contract_comparison_finds_missing_and_different_rows(loader, shop1_db, 
         (lambda c: c.update(surprise=1), "surprise: Extra inputs are not permitted"),
         (lambda c: c["tables"].update({"Bad-Name": c["tables"]["customers"]}), "tables.Bad-Name.[key]"),
         (lambda c: c["tables"]["customers"]["columns"].update(src_id="text"), "reserved"),
+        (lambda c: c["tables"]["customers"].update(name="clients"), "tables.customers.name: 'clients'"),
+        # Audit rules are G4's (wap/config.py): G0's config does not know the key.
+        (lambda c: c["tables"]["customers"].update(audit={}), "tables.customers.audit: Extra inputs"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path, edit, message):
@@ -321,6 +320,13 @@ def test_bad_configs_name_the_key(tmp_path, edit, message):
         load_config(path)
     assert str(path) in str(error.value)
     assert message in str(error.value)
+
+
+def test_each_table_knows_its_name_from_its_key():
+    config = parse_config(CONFIG)
+    assert [(key, table.name) for key, table in config.tables.items()] == [("customers", "customers")]
+    stated = parse_config({**CONFIG, "tables": {"customers": {**CONFIG["tables"]["customers"], "name": "customers"}}})
+    assert stated == config
 
 
 def test_source_slugs_are_safe_names():

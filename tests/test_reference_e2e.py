@@ -61,11 +61,11 @@ def assert_contract(stack, dags_dir: Path, shops: dict[str, str] = SHOPS) -> Non
     stable_before = datetime.now(UTC) + timedelta(minutes=1)
     with closing(stack["dwh"].connect()) as dwh:
         for name, table in config.tables.items():
-            broken = {rule: rows for rule, rows in violations(dwh, name, table).items() if rows}
+            broken = {rule: rows for rule, rows in violations(dwh, table).items() if rows}
             assert broken == {}, f"dds.{name} breaks the contract: {broken}"
             for shop, src_id in shops.items():
                 with closing(stack[shop].connect()) as src:
-                    result = compare_with_source(src, dwh, name, table, src_id, stable_before)
+                    result = compare_with_source(src, dwh, table, src_id, stable_before)
                 assert result.source_rows > 0, f"{name}@{src_id}: the test generated nothing"
                 assert result.ok, f"{name}@{src_id}: missing {result.missing[:10]}, different {result.different[:10]}"
 

@@ -39,8 +39,8 @@ NAMES = {
     "open_end",
     "source_table",
     "stg_table",
-    "table",
     "value_columns",
+    "warehouse_table",
     "watermark_index",
 }
 

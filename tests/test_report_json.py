@@ -192,7 +192,12 @@ def test_reports_of_done_wait_and_not_done_validate_and_render(airflow, g0_datab
     assert lost["example_keys"] and all(k.startswith("Istanbul:") for k in lost["example_keys"]), lost
     assert all(k in lost["found"] for k in lost["example_keys"])
 
-    # The job summary: a verdict heading, failing rows first, cells that cannot break the table.
+    assert_the_job_summary_renders(reports)
+    assert_make_progress_reads_what_was_kept(reports, tmp_path)
+
+
+def assert_the_job_summary_renders(reports: dict[str, dict]) -> None:
+    """The job summary: a verdict heading, failing rows first, cells that cannot break the table."""
     markdown = render(reports["NOT DONE"])
     assert markdown.startswith("## ❌ G3_Middle: NOT DONE")
     table = [line for line in markdown.splitlines() if line.startswith("| ")]
@@ -203,7 +208,9 @@ def test_reports_of_done_wait_and_not_done_validate_and_render(airflow, g0_datab
     assert render(reports["WAIT"]).startswith("## ⏳ G3_Middle: WAIT")
     assert render(reports["DONE"]).startswith("## ✅ G3_Middle: DONE")
 
-    # make progress reads what the checker kept: the newest check of the grade's own folder counts.
+
+def assert_make_progress_reads_what_was_kept(reports: dict[str, dict], tmp_path: Path) -> None:
+    """make progress reads what the checker kept: the newest check of the grade's own folder counts."""
     kept = tmp_path / "reports"
     for report in reports.values():
         keep(report, kept)

@@ -172,7 +172,9 @@ def _shape(ctx: Context, table: SourceTable) -> config.Table:
     source = ctx.source_columns(ctx.stack.shops[0], table.name)
     dds = set(ctx.dds_columns(table.name))
     columns = {c: "text" for c in source if c in dds and c not in TECHNICAL}
-    return config.Table.model_construct(key=table.key, increment_column="created_at", scd2=ctx.scd2, columns=columns)
+    return config.Table.model_construct(
+        name=table.name, key=table.key, increment_column="created_at", scd2=ctx.scd2, columns=columns
+    )
 
 
 def _current(ctx: Context) -> sql.Composable:
@@ -264,7 +266,7 @@ def check_unique_keys(ctx: Context) -> Iterable[CheckResult]:
                 "a re-run or an overlapping window loaded rows twice: upsert on (key, src_id)"
                 " (insert ... on conflict do update), or replace the batch's keys in one transaction"
             )
-        rule_sql = rules.rule_statement(rule, table.name, _shape(ctx, table)).rstrip(";")
+        rule_sql = rules.rule_statement(rule, _shape(ctx, table)).rstrip(";")
         bad = ctx.query(sql.SQL("select * from ({}\n) as broken limit 5").format(sql.SQL(rule_sql)))
         yield CheckResult(
             "no duplicates", f"dds.{table.name}: {name}", not bad, expected, _keys(bad) or "ok", hint if bad else ""
@@ -352,7 +354,6 @@ def _values(ctx: Context, table: SourceTable, shape: config.Table) -> CheckResul
         result = rules.compare_with_source(
             ctx.shops[shop.name],
             ctx.dwh,
-            table.name,
             shape,
             shop.src_id,
             ctx.stable_before[shop.name],
@@ -440,7 +441,7 @@ SCD2_CHECKS = {
 
 def check_scd2_rules(ctx: Context) -> Iterable[CheckResult]:
     for table in _present(ctx):
-        found = rules.violations(ctx.dwh, table.name, _shape(ctx, table), own_transaction=ctx.own_transaction)
+        found = rules.violations(ctx.dwh, _shape(ctx, table), own_transaction=ctx.own_transaction)
         for rule, (expected, hint) in SCD2_CHECKS.items():
             bad = found.get(rule, [])
             shown = _keys(bad)

@@ -210,7 +210,6 @@ def check_published_or_held(ctx: Context) -> Iterable[CheckResult]:
             result = rules.compare_with_source(
                 ctx.shops[shop.name],
                 ctx.dwh,
-                table.name,
                 shape,
                 shop.src_id,
                 ctx.stable_before[shop.name],

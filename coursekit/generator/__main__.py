@@ -39,12 +39,13 @@ BACKOFF_FIRST_SEC, BACKOFF_CAP_SEC = 0.5, 10.0
 CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def epilog() -> str:
+    """The manual below `--help`'s options: the environment, what a tick does, logs, exit codes."""
     variables = "\n".join(
         f"  {name:<27} {'required' if default is None else 'default ' + default}\n  {'':<27} {effect}"
         for name, default, effect in ENV_VARIABLES
     )
-    epilog = f"""\
+    return f"""\
 environment variables (from the process environment; --env-file values are used where it has none):
 {variables}
 
@@ -75,13 +76,16 @@ example:
   python -m coursekit.generator --config G0_Trainee/docker/generator/config.json \\
       --env-file G0_Trainee/deploy/env/pg-shop-1.env --env-file G0_Trainee/deploy/env/shop-1.env --check
 """
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m coursekit.generator",
         description=(
             "Simulate the backend database of a shop selling exotic fruits: every tick deletes old rows, "
             "updates recent ones and inserts new ones, reproducibly from GENERATOR_SEED."
         ),
-        epilog=epilog,
+        epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

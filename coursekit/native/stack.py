@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 from coursekit.grade import REPO_ROOT, SHOPS, Grade
 from coursekit.native import pgadmin
 from coursekit.native.compose import ComposeError, Service, load_compose
+from coursekit.native.processes import alive, stop_process_group, tail
 from coursekit.pg import EmbeddedPostgres, PostgresSpec, free_port, port_is_free
 from coursekit.pg import bin_dir as pg_bin_dir
 
@@ -125,18 +125,18 @@ class NativeStack:
 
     def running_processes(self, state: dict) -> dict[str, int]:
         """Recorded processes that are still alive."""
-        return {name: pid for name, pid in state.get("pids", {}).items() if _alive(pid)}
+        return {name: pid for name, pid in state.get("pids", {}).items() if alive(pid)}
 
     # -- start -----------------------------------------------------------------
 
     def start(self, progress: Progress = print) -> list[Endpoint]:
         state = self.load_state()
-        alive = self.running_processes(state) | {
+        running = self.running_processes(state) | {
             s.name: 0 for s in self.postgres_services if self.postgres(s, 0).is_running()
         }
-        if alive:
+        if running:
             raise StackError(
-                f"{self.grade.name} is already running ({', '.join(sorted(alive))}). "
+                f"{self.grade.name} is already running ({', '.join(sorted(running))}). "
                 f"See `make status GRADE={self.grade.name}`, or stop it with `make stop GRADE={self.grade.name}`."
             )
         if state:
@@ -299,7 +299,7 @@ class NativeStack:
                 [sys.executable, "-m", "airflow", *args], env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout
             )
         if result.returncode != 0:
-            raise StackError(f"`airflow {' '.join(args)}` failed; see {log_path}:\n{_tail(log_path)}")
+            raise StackError(f"`airflow {' '.join(args)}` failed; see {log_path}:\n{tail(log_path)}")
 
     def _wait_for_airflow(self, state: dict, progress: Progress, timeout: float = 300) -> None:
         url = f"http://127.0.0.1:{self.airflow.published.get(8080, 8080)}/api/v2/monitor/health"
@@ -309,9 +309,9 @@ class NativeStack:
         while time.monotonic() < deadline:
             for component in AIRFLOW_COMPONENTS:
                 pid = state["pids"][f"airflow-{component}"]
-                if not _alive(pid):
+                if not alive(pid):
                     log_path = self.logs_dir / f"airflow-{component}.log"
-                    raise StackError(f"airflow {component} exited; see {log_path}:\n{_tail(log_path)}")
+                    raise StackError(f"airflow {component} exited; see {log_path}:\n{tail(log_path)}")
             health = airflow_health(url)
             if health is not None:
                 last = ", ".join(f"{k}: {v}" for k, v in health.items())
@@ -324,9 +324,9 @@ class NativeStack:
     def _wait_for_generators(self, state: dict) -> None:
         time.sleep(1)
         for service in self.generator_services():
-            if not _alive(state["pids"][service.name]):
+            if not alive(state["pids"][service.name]):
                 log_path = self.logs_dir / f"{service.name}.log"
-                raise StackError(f"generator {service.name} exited at start; see {log_path}:\n{_tail(log_path)}")
+                raise StackError(f"generator {service.name} exited at start; see {log_path}:\n{tail(log_path)}")
 
     # -- pgAdmin: optional; a failure is reported and the rest of the stack runs on ----------------
 
@@ -378,11 +378,11 @@ class NativeStack:
         log_path = self.logs_dir / "pgadmin.log"
         deadline = time.monotonic() + timeout
         while not pgadmin.answers(port):
-            if not _alive(pid):
-                reason = f"pgAdmin exited at start; see {log_path}:\n{_tail(log_path)}"
+            if not alive(pid):
+                reason = f"pgAdmin exited at start; see {log_path}:\n{tail(log_path)}"
                 return self._pgadmin_failed(state, progress, reason)
             if time.monotonic() > deadline:
-                _stop_process_group(pid)
+                stop_process_group(pid)
                 reason = f"pgAdmin did not answer within {timeout:.0f} s; see {log_path}"
                 return self._pgadmin_failed(state, progress, reason)
             time.sleep(0.5)
@@ -424,7 +424,7 @@ class NativeStack:
         state = self.load_state()
         pids = state.get("pids", {})
         for name in [n for n in pids if not n.startswith("airflow-")] + [n for n in pids if n.startswith("airflow-")]:
-            if _stop_process_group(pids[name]):
+            if stop_process_group(pids[name]):
                 progress(f"  ✓ stopped {name}")
         for service in self.postgres_services:
             server = self.postgres(service, state.get("ports", {}).get(service.name, 0))
@@ -449,7 +449,7 @@ class NativeStack:
                 detail += f", logs {self.services[name].host_path('/app/logs')}"
             if name == "pgadmin":
                 detail += f", http://127.0.0.1:{self.pgadmin_port()}, settings {self.pgadmin_home}"
-            rows.append((name, "running" if _alive(pid) else "exited", detail))
+            rows.append((name, "running" if alive(pid) else "exited", detail))
         if not state.get("pids"):
             rows += [(name, "stopped", "") for name in [*SHOPS, *(f"airflow-{c}" for c in AIRFLOW_COMPONENTS)]]
         if "pgadmin" not in state.get("pids", {}) and self.pgadmin_port() is not None:
@@ -478,50 +478,3 @@ def airflow_health(url: str) -> dict[str, str] | None:
     except (OSError, ValueError):
         return None
     return {name: (info or {}).get("status") or "unknown" for name, info in body.items()}
-
-
-def _alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _stop_process_group(pid: int, timeout: float = 30) -> bool:
-    """SIGTERM the process's group, wait, then SIGKILL what is left. True if it was running."""
-    if not _alive(pid):
-        return False
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _group_alive(pid):
-        time.sleep(0.2)
-    if _group_alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return True
-
-
-def _group_alive(pgid: int) -> bool:
-    import psutil
-
-    for process in psutil.process_iter(["pid", "status"]):
-        try:
-            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.info["pid"]) == pgid:
-                return True
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return False
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return f"({path} does not exist)"

@@ -53,18 +53,11 @@ def extract(table_name: str, src_id: str) -> dict:
     from dwh.staging import batch_path
 
     context = get_current_context()
-    source = next(s for s in CONFIG.sources if s.src_id == src_id)
-    path = batch_path(CONFIG.staging_root(), context["dag"].dag_id, context["run_id"], table_name, source.slug)
+    table, source = CONFIG.tables[table_name], CONFIG.source(src_id)
+    path = batch_path(CONFIG.staging_root(), context["dag"].dag_id, context["run_id"], table.name, source.slug)
     with connect(source.conn_id) as src, connect(CONFIG.dwh_conn_id) as dwh:
         return extract_to_parquet(
-            src,
-            dwh,
-            table_name,
-            CONFIG.tables[table_name],
-            source,
-            lookback_sec=CONFIG.lookback_sec,
-            run_id=context["run_id"],
-            path=path,
+            src, dwh, table, source, lookback_sec=CONFIG.lookback_sec, run_id=context["run_id"], path=path
         )
 
 
@@ -74,7 +67,7 @@ def load_stg(table_name: str, batches: list[dict]) -> int:
     from dwh.load import copy_to_stg
 
     with connect(CONFIG.dwh_conn_id) as dwh:
-        return copy_to_stg(dwh, table_name, CONFIG.tables[table_name], batches)
+        return copy_to_stg(dwh, CONFIG.tables[table_name], batches)
 
 
 @task
@@ -83,7 +76,7 @@ def merge_dds(table_name: str) -> dict[str, int]:
     from dwh.merge import merge_into_dds
 
     with connect(CONFIG.dwh_conn_id) as dwh:
-        return merge_into_dds(dwh, table_name, CONFIG.tables[table_name], get_current_context()["run_id"])
+        return merge_into_dds(dwh, CONFIG.tables[table_name], get_current_context()["run_id"])
 
 
 @dag(
@@ -105,17 +98,17 @@ def load_shops_to_dwh():
     tables_ready = create_tables()
     create_schemas >> tables_ready
 
-    for table_name in CONFIG.tables:
-        with TaskGroup(group_id=table_name):
+    for table in CONFIG.tables.values():
+        with TaskGroup(group_id=table.name):
             # The extract results are data (file paths) for load_stg; the merge needs
             # only the order: it reads what load_stg wrote to stg for this run.
             batches = [
-                extract.override(task_id=f"extract_{source.slug}")(table_name, source.src_id)
+                extract.override(task_id=f"extract_{source.slug}")(table.name, source.src_id)
                 for source in CONFIG.sources
             ]
-            staged = load_stg(table_name, batches)
-            dds_table = Asset(name=f"dds.{table_name}", uri=f"postgres://pg-dwh:5432/dwh/dds/{table_name}")
-            merged = merge_dds.override(outlets=[dds_table])(table_name)
+            staged = load_stg(table.name, batches)
+            dds_asset = Asset(name=f"dds.{table.name}", uri=f"postgres://pg-dwh:5432/dwh/dds/{table.name}")
+            merged = merge_dds.override(outlets=[dds_asset])(table.name)
             tables_ready >> batches
             staged >> merged
 

@@ -19,7 +19,7 @@ import pendulum
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import dag
 
-from dwh.config import load_config
+from wap.config import load_config
 
 STAGING_DIR = load_config(Path(__file__).with_name("pipeline.yaml")).staging_root()
 

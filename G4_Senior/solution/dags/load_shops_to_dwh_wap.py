@@ -26,8 +26,9 @@ customers and products of this very run. Facts are extracted first, so the
 dimensions read a moment later hold every customer those orders could see.
 
 Concepts: Write-Audit-Publish, data contracts as config, quarantine and
-replay, atomic publish, fail-fast thresholds. Code: `wap/audit.py` (its SQL in
-`wap/sql/audit.sql`); extract, load and merge are G0's, in `dwh/`.
+replay, atomic publish, fail-fast thresholds. Code: `wap/config.py` (the
+`audit:` rules), `wap/audit.py` (its SQL in `wap/sql/audit.sql`); extract,
+load and merge are G0's, in `dwh/`.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ import pendulum
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.sdk import Asset, TaskGroup, dag, get_current_context, task
 
-from dwh.config import load_config
 from dwh.connections import connect
 from dwh.sqlfiles import statements
+from wap.config import load_config
 
 CONFIG = load_config(Path(__file__).with_name("pipeline.yaml"))
 
@@ -64,18 +65,11 @@ def extract(table_name: str, src_id: str) -> dict:
     from dwh.staging import batch_path
 
     context = get_current_context()
-    source = next(s for s in CONFIG.sources if s.src_id == src_id)
-    path = batch_path(CONFIG.staging_root(), context["dag"].dag_id, context["run_id"], table_name, source.slug)
+    table, source = CONFIG.tables[table_name], CONFIG.source(src_id)
+    path = batch_path(CONFIG.staging_root(), context["dag"].dag_id, context["run_id"], table.name, source.slug)
     with connect(source.conn_id) as src, connect(CONFIG.dwh_conn_id) as dwh:
         return extract_to_parquet(
-            src,
-            dwh,
-            table_name,
-            CONFIG.tables[table_name],
-            source,
-            lookback_sec=CONFIG.lookback_sec,
-            run_id=context["run_id"],
-            path=path,
+            src, dwh, table, source, lookback_sec=CONFIG.lookback_sec, run_id=context["run_id"], path=path
         )
 
 
@@ -85,7 +79,7 @@ def load_stg(table_name: str, batches: list[dict]) -> int:
     from dwh.load import copy_to_stg
 
     with connect(CONFIG.dwh_conn_id) as dwh:
-        return copy_to_stg(dwh, table_name, CONFIG.tables[table_name], batches)
+        return copy_to_stg(dwh, CONFIG.tables[table_name], batches)
 
 
 @task
@@ -133,28 +127,28 @@ def load_shops_to_dwh_wap():
     create_schemas >> tables_ready
 
     extracted, audited, published = {}, {}, {}
-    for table_name in CONFIG.tables:
-        with TaskGroup(group_id=table_name):
-            batches = extracted[table_name] = [
-                extract.override(task_id=f"extract_{source.slug}")(table_name, source.src_id)
+    for table in CONFIG.tables.values():
+        with TaskGroup(group_id=table.name):
+            batches = extracted[table.name] = [
+                extract.override(task_id=f"extract_{source.slug}")(table.name, source.src_id)
                 for source in CONFIG.sources
             ]
-            staged = load_stg(table_name, batches)
-            audited[table_name] = audit(table_name)
-            dds_table = Asset(name=f"dds.{table_name}", uri=f"postgres://pg-dwh:5432/dwh/dds/{table_name}")
-            published[table_name] = publish.override(outlets=[dds_table])(table_name)
+            staged = load_stg(table.name, batches)
+            audited[table.name] = audit(table.name)
+            dds_asset = Asset(name=f"dds.{table.name}", uri=f"postgres://pg-dwh:5432/dwh/dds/{table.name}")
+            published[table.name] = publish.override(outlets=[dds_asset])(table.name)
             # Audit and publish read what the task before wrote to stg and audit.<table>: order only.
             tables_ready >> batches
-            staged >> audited[table_name] >> published[table_name]
+            staged >> audited[table.name] >> published[table.name]
 
-    for table_name, table in CONFIG.tables.items():
-        for parent in table.audit.references.values() if table.audit else []:
+    for table in CONFIG.tables.values():
+        for parent in table.audit.references.values():
             # Dimensions are published before facts: orders are audited against this run's customers.
-            published[parent] >> audited[table_name]
+            published[parent] >> audited[table.name]
             # Facts are READ before their dimensions: every customer an order saw then is in the
             # customers read a moment later. The other way round, an order placed between the two
             # reads by a customer who signed up in between would be held for a run for nothing.
-            for fact_extract in extracted[table_name]:
+            for fact_extract in extracted[table.name]:
                 fact_extract >> extracted[parent]
 
 

@@ -42,7 +42,7 @@ def merge_dds(table_name: str) -> dict[str, int]:
     if run_id is None:
         return {}
     with connect(CONFIG.dwh_conn_id) as dwh:
-        return merge_into_dds(dwh, table_name, CONFIG.tables[table_name], run_id)
+        return merge_into_dds(dwh, CONFIG.tables[table_name], run_id)
 
 
 @dag(

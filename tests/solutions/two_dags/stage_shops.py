@@ -44,18 +44,11 @@ def extract(table_name: str, src_id: str) -> dict:
     from dwh.staging import batch_path
 
     context = get_current_context()
-    source = next(s for s in CONFIG.sources if s.src_id == src_id)
-    path = batch_path(CONFIG.staging_root(), context["dag"].dag_id, context["run_id"], table_name, source.slug)
+    table, source = CONFIG.tables[table_name], CONFIG.source(src_id)
+    path = batch_path(CONFIG.staging_root(), context["dag"].dag_id, context["run_id"], table.name, source.slug)
     with connect(source.conn_id) as src, connect(CONFIG.dwh_conn_id) as dwh:
         return extract_to_parquet(
-            src,
-            dwh,
-            table_name,
-            CONFIG.tables[table_name],
-            source,
-            lookback_sec=CONFIG.lookback_sec,
-            run_id=context["run_id"],
-            path=path,
+            src, dwh, table, source, lookback_sec=CONFIG.lookback_sec, run_id=context["run_id"], path=path
         )
 
 
@@ -65,7 +58,7 @@ def load_stg(table_name: str, batches: list[dict]) -> int:
     from dwh.load import copy_to_stg
 
     with connect(CONFIG.dwh_conn_id) as dwh:
-        return copy_to_stg(dwh, table_name, CONFIG.tables[table_name], batches)
+        return copy_to_stg(dwh, CONFIG.tables[table_name], batches)
 
 
 @task(outlets=[STAGED])

@@ -68,9 +68,9 @@ def copy_into(cur: psycopg.Cursor, target: sql.Composable, columns: list[str], b
         copy.write(to_csv(batch))
 
 
-def copy_to_stg(dwh_conn: psycopg.Connection, name: str, table: Table, batches: list[dict]) -> int:
+def copy_to_stg(dwh_conn: psycopg.Connection, table: Table, batches: list[dict]) -> int:
     """For each source: delete its old batch and COPY the new one, in one transaction."""
-    stg_table = sql.Identifier("stg", name)
+    stg_table = sql.Identifier("stg", table.name)
     columns = [*table.columns, *STG_COLUMNS]
     total = 0
     for batch_info in batches:
@@ -78,6 +78,6 @@ def copy_to_stg(dwh_conn: psycopg.Connection, name: str, table: Table, batches: 
         with dwh_conn.transaction(), dwh_conn.cursor() as cur:
             cur.execute(compose("load", "clear_source", stg_table=stg_table), {"src_id": batch_info["src_id"]})
             copy_into(cur, stg_table, columns, batch.select(columns))
-        log.info("staged %s rows of %s from %s into stg.%s", batch.num_rows, name, batch_info["src_id"], name)
+        log.info("staged %s rows from %s into stg.%s", batch.num_rows, batch_info["src_id"], table.name)
         total += batch.num_rows
     return total

@@ -36,15 +36,15 @@ class Comparison:
         return not self.missing and not self.different
 
 
-def rule_statement(rule: str, name: str, table: Table) -> str:
-    """The SQL text of one rule for `dds.<name>`, ready for any PostgreSQL driver or pgAdmin."""
-    return compose("contract", rule, **_parts(name, table)).as_string()
+def rule_statement(rule: str, table: Table) -> str:
+    """The SQL text of one rule for `dds.<table>`, ready for any PostgreSQL driver or pgAdmin."""
+    return compose("contract", rule, **_parts(table)).as_string()
 
 
-def _parts(name: str, table: Table) -> dict[str, Any]:
+def _parts(table: Table) -> dict[str, Any]:
     return {
-        "dds_table": sql.Identifier("dds", name),
-        "source_table": sql.Identifier(name),
+        "dds_table": sql.Identifier("dds", table.name),
+        "source_table": sql.Identifier(table.name),
         "key": sql.Identifier(table.key),
         "increment": sql.Identifier(table.increment_column),
         "columns": ident_list(list(table.columns)),
@@ -52,7 +52,7 @@ def _parts(name: str, table: Table) -> dict[str, Any]:
     }
 
 
-def violations(dwh_conn, name: str, table: Table, limit: int = 20, *, own_transaction: bool = True) -> dict[str, list]:
+def violations(dwh_conn, table: Table, limit: int = 20, *, own_transaction: bool = True) -> dict[str, list]:
     """Rule name -> offending rows (at most `limit` each); empty lists mean the rule holds.
 
     Works on psycopg 3 and psycopg2 connections alike (the statements are plain
@@ -64,7 +64,7 @@ def violations(dwh_conn, name: str, table: Table, limit: int = 20, *, own_transa
     found: dict[str, list] = {}
     with dwh_conn.cursor() as cur:
         for rule in rules:
-            cur.execute(rule_statement(rule, name, table))
+            cur.execute(rule_statement(rule, table))
             found[rule] = cur.fetchmany(limit)
     if own_transaction:
         dwh_conn.rollback()
@@ -74,7 +74,6 @@ def violations(dwh_conn, name: str, table: Table, limit: int = 20, *, own_transa
 def compare_with_source(
     source_conn,
     dwh_conn,
-    name: str,
     table: Table,
     src_id: str,
     stable_before: datetime,
@@ -82,7 +81,7 @@ def compare_with_source(
     own_transaction: bool = True,
 ) -> Comparison:
     """Every stable source row must be the current row of its key in dds, value for value."""
-    parts = _parts(name, table)
+    parts = _parts(table)
     key_at = list(table.columns).index(table.key)
     with source_conn.cursor() as cur:
         cur.execute(compose("contract", "source_rows", **parts).as_string(), {"stable_before": stable_before})

@@ -33,12 +33,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def read_watermark(dwh_conn: psycopg.Connection, name: str, table: Table, source: Source) -> datetime | None:
+def read_watermark(dwh_conn: psycopg.Connection, table: Table, source: Source) -> datetime | None:
     """Newest `increment_column` value of this source in dds (None before the first load)."""
     statement = compose(
         "extract",
         "watermark_scd2" if table.scd2 else "watermark_plain",
-        dds_table=sql.Identifier("dds", name),
+        dds_table=sql.Identifier("dds", table.name),
         increment=sql.Identifier(table.increment_column),
     )
     (watermark,) = dwh_conn.execute(statement, {"src_id": source.src_id}).fetchone()
@@ -46,13 +46,13 @@ def read_watermark(dwh_conn: psycopg.Connection, name: str, table: Table, source
 
 
 def fetch_batch(
-    source_conn: psycopg.Connection, name: str, table: Table, watermark: datetime | None, lookback_sec: int
+    source_conn: psycopg.Connection, table: Table, watermark: datetime | None, lookback_sec: int
 ) -> tuple[pa.Table, datetime]:
     """Read the batch and the source's clock from one consistent, read-only snapshot."""
     import pyarrow as pa
 
     parts = {
-        "source_table": sql.Identifier(name),
+        "source_table": sql.Identifier(table.name),
         "columns": ident_list(list(table.columns)),
         "increment": sql.Identifier(table.increment_column),
         "key": sql.Identifier(table.key),
@@ -80,7 +80,6 @@ def add_run_metadata(frame: pd.DataFrame, source: Source, extracted_dttm: dateti
 def extract_to_parquet(
     source_conn: psycopg.Connection,
     dwh_conn: psycopg.Connection,
-    name: str,
     table: Table,
     source: Source,
     *,
@@ -92,8 +91,8 @@ def extract_to_parquet(
     import pandas as pd
     import pyarrow as pa
 
-    watermark = read_watermark(dwh_conn, name, table, source)
-    raw, clock = fetch_batch(source_conn, name, table, watermark, lookback_sec)
+    watermark = read_watermark(dwh_conn, table, source)
+    raw, clock = fetch_batch(source_conn, table, watermark, lookback_sec)
     # pd.ArrowDtype keeps NULLs as NULLs and numerics exact (pandas' own dtypes would turn
     # a NULL string into NaN and numeric(10,2) into float).
     frame = add_run_metadata(raw.to_pandas(types_mapper=pd.ArrowDtype), source, clock, run_id)
@@ -101,7 +100,7 @@ def extract_to_parquet(
     log.info(
         "extracted %s rows of %s from %s (watermark %s, lookback %ss) -> %s",
         raw.num_rows,
-        name,
+        table.name,
         source.src_id,
         watermark,
         lookback_sec,

@@ -27,9 +27,9 @@ def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", part)
 
 
-def batch_path(root: Path, dag_id: str, run_id: str, table: str, source_slug: str) -> Path:
-    """<root>/<dag_id>/<run_id>/<table>/<source>.parquet"""
-    return root / _safe(dag_id) / _safe(run_id) / table / f"{source_slug}.parquet"
+def batch_path(root: Path, dag_id: str, run_id: str, table_name: str, source_slug: str) -> Path:
+    """<root>/<dag_id>/<run_id>/<table_name>/<source>.parquet"""
+    return root / _safe(dag_id) / _safe(run_id) / table_name / f"{source_slug}.parquet"
 
 
 def arrow_type(sql_type: str) -> pa.DataType:
@@ -59,18 +59,18 @@ def batch_schema(table: Table) -> pa.Schema:
     import pyarrow as pa
 
     technical = {"src_id": pa.string(), "extracted_dttm": pa.timestamp("us", tz="UTC"), "load_run_id": pa.string()}
-    fields = [pa.field(name, arrow_type(t)) for name, t in table.columns.items()]
-    fields += [pa.field(name, technical[name], nullable=False) for name in STG_COLUMNS]
+    fields = [pa.field(column, arrow_type(sql_type)) for column, sql_type in table.columns.items()]
+    fields += [pa.field(column, technical[column], nullable=False) for column in STG_COLUMNS]
     return pa.schema(fields)
 
 
-def write_batch(table: pa.Table, path: Path) -> None:
+def write_batch(batch: pa.Table, path: Path) -> None:
     """Write atomically: a killed task leaves the old file or none, never half a file."""
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
+    pq.write_table(batch, tmp)
     os.replace(tmp, path)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -47,58 +47,27 @@ class Source(_Strict):
         return re.sub(r"[^a-z0-9]+", "_", self.src_id.lower()).strip("_")
 
 
-class Range(_Strict):
-    """Bounds a value must respect; each given bound is one audit rule (`quantity > 0`)."""
+class Table(_Strict):
+    """One source table and how it lands in the warehouse.
 
-    gt: int | float | str | None = None
-    gte: int | float | str | None = None
-    lt: int | float | str | None = None
-    lte: int | float | str | None = None
-
-    def bounds(self) -> dict[str, int | float | str]:
-        """Operator name -> bound, only those set."""
-        return {op: value for op, value in self.model_dump().items() if value is not None}
-
-
-class Audit(_Strict):
-    """Write-Audit-Publish rules of one table: rows that break one are quarantined, not published.
-
-    Optional: a table without `audit:` is published as extracted (G0-G3).
+    `name` is the table's key under `tables:` in `pipeline.yaml`, filled in when the
+    config is loaded: the model knows its own name, so the steps take one argument
+    (`table`) where they would otherwise need a name and a model that must agree.
     """
 
-    not_null: list[Identifier] = Field(default_factory=list)
-    ranges: dict[Identifier, Range] = Field(default_factory=dict)
-    allowed: dict[Identifier, Annotated[list[str], Field(min_length=1)]] = Field(default_factory=dict)
-    not_in_future: list[Identifier] = Field(default_factory=list)
-    unique_in_batch: list[Annotated[list[Identifier], Field(min_length=1)]] = Field(default_factory=list)
-    references: dict[Identifier, Identifier] = Field(default_factory=dict)  # column -> referenced table
-    # The run stops (nothing of the table is published) when more of a shop's fresh batch fails than this.
-    max_quarantine_share: Annotated[float, Field(ge=0, le=1)] = 0.25
-    # ...but only for batches of at least this many rows: 1 bad row of 3 is no outage.
-    min_rows_for_share: Annotated[int, Field(ge=1)] = 20
-
-    def columns(self) -> set[str]:
-        """Every column a rule names."""
-        grouped = {column for group in self.unique_in_batch for column in group}
-        return {*self.not_null, *self.ranges, *self.allowed, *self.not_in_future, *self.references} | grouped
-
-
-class Table(_Strict):
-    """One source table and how it lands in the warehouse."""
-
+    name: Identifier
     key: Identifier
     increment_column: Identifier = "created_at"
     scd2: bool = True
     columns: dict[Identifier, str]
-    audit: Audit | None = None  # G4: Write-Audit-Publish rules; None publishes every row
 
     @field_validator("columns")
     @classmethod
     def _known_types(cls, columns: dict[str, str]) -> dict[str, str]:
-        for name, sql_type in columns.items():
+        for column, sql_type in columns.items():
             if not SQL_TYPE.match(sql_type):
                 raise ValueError(
-                    f"column {name!r} has type {sql_type!r}; allowed: bigint, integer, smallint, text, "
+                    f"column {column!r} has type {sql_type!r}; allowed: bigint, integer, smallint, text, "
                     "boolean, date, timestamptz, double precision, varchar(n), char(n), numeric(p,s)"
                 )
         return columns
@@ -113,18 +82,6 @@ class Table(_Strict):
         clash = RESERVED & set(self.columns)
         if clash:
             raise ValueError(f"columns {sorted(clash)} are reserved for the warehouse's technical columns")
-        return self
-
-    @model_validator(mode="after")
-    def _audit_columns_exist(self) -> Table:
-        if self.audit is None:
-            return self
-        unknown = sorted(self.audit.columns() - set(self.columns))
-        if unknown:
-            raise ValueError(f"audit names columns {unknown} that are not among the columns")
-        for column in self.audit.not_in_future:
-            if self.columns[column] not in ("timestamptz", "date"):
-                raise ValueError(f"audit.not_in_future: {column!r} must be timestamptz or date")
         return self
 
     @property
@@ -143,6 +100,22 @@ class PipelineConfig(_Strict):
     sources: Annotated[list[Source], Field(min_length=1)]
     tables: Annotated[dict[Identifier, Table], Field(min_length=1)]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _name_the_tables(cls, data: Any) -> Any:
+        """Each table under `tables:` gets its key as its `name` (unless it states one)."""
+        if isinstance(data, dict) and isinstance(data.get("tables"), dict):
+            tables = {key: {"name": key, **t} if isinstance(t, dict) else t for key, t in data["tables"].items()}
+            data = {**data, "tables": tables}
+        return data
+
+    @model_validator(mode="after")
+    def _names_match_keys(self) -> PipelineConfig:
+        for key, table in self.tables.items():
+            if table.name != key:
+                raise ValueError(f"tables.{key}.name: {table.name!r}; a table's name is its key under tables")
+        return self
+
     @model_validator(mode="after")
     def _unique_sources(self) -> PipelineConfig:
         for attr in ("src_id", "conn_id", "slug"):
@@ -152,13 +125,9 @@ class PipelineConfig(_Strict):
                 raise ValueError(f"sources must have unique {attr}; repeated: {dupes}")
         return self
 
-    @model_validator(mode="after")
-    def _audit_references_known(self) -> PipelineConfig:
-        for name, table in self.tables.items():
-            for column, parent in (table.audit.references if table.audit else {}).items():
-                if parent not in self.tables or parent == name:
-                    raise ValueError(f"tables.{name}.audit.references.{column}: {parent!r} is not another table here")
-        return self
+    def source(self, src_id: str) -> Source:
+        """The source with this `src_id` (a task gets the id, a plain string, as its argument)."""
+        return next(source for source in self.sources if source.src_id == src_id)
 
     def staging_root(self) -> Path:
         """Where extract tasks write Parquet files: config, else $STAGING_DIR, else $AIRFLOW_HOME/staging."""
@@ -169,6 +138,9 @@ class PipelineConfig(_Strict):
         return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "staging"
 
 
+Config = TypeVar("Config", bound=PipelineConfig)
+
+
 def _format_errors(path: Path, error: ValidationError) -> str:
     lines = [f"{path}: invalid pipeline config"]
     for item in error.errors():
@@ -177,15 +149,15 @@ def _format_errors(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: Any, source: Path | str = "<config>") -> PipelineConfig:
-    """Validate already-loaded YAML/JSON data."""
+def parse_config(data: Any, source: Path | str = "<config>", model: type[Config] = PipelineConfig) -> Config:
+    """Validate already-loaded YAML/JSON data as `model` (a grade may extend `PipelineConfig`)."""
     try:
-        return PipelineConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise PipelineConfigError(_format_errors(Path(source), exc)) from None
 
 
-def load_config(path: Path | str) -> PipelineConfig:
+def load_config(path: Path | str, model: type[Config] = PipelineConfig) -> Config:
     """Read and validate `pipeline.yaml`; every problem is reported with its key path."""
     import yaml
 
@@ -196,4 +168,4 @@ def load_config(path: Path | str) -> PipelineConfig:
         raise PipelineConfigError(f"{path}: pipeline config not found") from None
     except yaml.YAMLError as exc:
         raise PipelineConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, path)
+    return parse_config(data, path, model)

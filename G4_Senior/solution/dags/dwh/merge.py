@@ -25,12 +25,12 @@ log = logging.getLogger(__name__)
 CHANGES = ("new", "changed", "unchanged")
 
 
-def merge_parts(name: str, table: Table) -> dict[str, sql.Composable]:
+def merge_parts(table: Table) -> dict[str, sql.Composable]:
     """The identifiers the merge statements are composed from."""
     values = table.value_columns
     return {
-        "stg_table": sql.Identifier("stg", name),
-        "dds_table": sql.Identifier("dds", name),
+        "stg_table": sql.Identifier("stg", table.name),
+        "dds_table": sql.Identifier("dds", table.name),
         "key": sql.Identifier(table.key),
         "increment": sql.Identifier(table.increment_column),
         "columns": ident_list(list(table.columns)),
@@ -43,14 +43,14 @@ def merge_parts(name: str, table: Table) -> dict[str, sql.Composable]:
 
 
 def merge_into_dds(
-    dwh_conn: psycopg.Connection, name: str, table: Table, run_id: str, timings: dict[str, float] | None = None
+    dwh_conn: psycopg.Connection, table: Table, run_id: str, timings: dict[str, float] | None = None
 ) -> dict[str, int]:
-    """Merge stg.<name> rows of `run_id` into dds.<name>; returns counts per change kind.
+    """Merge stg.<table> rows of `run_id` into dds.<table>; returns counts per change kind.
 
     `timings`, if given, receives the seconds each statement took, and the commit:
     where a merge's time goes (`make bench` prints it).
     """
-    parts = merge_parts(name, table)
+    parts = merge_parts(table)
     if table.scd2:
         steps = ["classify_scd2", "close_changed", "insert_versions"]
     else:
@@ -70,8 +70,8 @@ def merge_into_dds(
     closed = counts["changed"] if table.scd2 else 0
     log.info(
         "merged stg.%s into dds.%s: %s inserted, %s changed (%s versions closed), %s unchanged",
-        name,
-        name,
+        table.name,
+        table.name,
         counts["new"],
         counts["changed"],
         closed,

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from dwh.config import Audit, PipelineConfig, Table
 from dwh.merge import merge_into_dds
 from dwh.sqlfiles import compose as compose_statement
 from dwh.sqlfiles import ident_list
+from wap.config import AuditedTable, WapConfig
 
 if TYPE_CHECKING:
     import psycopg
@@ -83,7 +83,8 @@ def held_run_id(run_id: str) -> str:
     return f"{run_id}#quarantine"
 
 
-def _parts(name: str, table: Table) -> dict[str, sql.Composable]:
+def _parts(table: AuditedTable) -> dict[str, sql.Composable]:
+    name = table.name
     return {
         "stg_table": sql.Identifier("stg", name),
         "verdict_table": sql.Identifier("audit", name),
@@ -97,12 +98,12 @@ def _parts(name: str, table: Table) -> dict[str, sql.Composable]:
     }
 
 
-def ensure_audit_tables(conn: psycopg.Connection, config: PipelineConfig) -> None:
+def ensure_audit_tables(conn: psycopg.Connection, config: WapConfig) -> None:
     """Schemas audit and quarantine, the audit log, and per table its verdict and quarantine tables."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(compose("audit", "create_schemas"))
-        for name, table in config.tables.items():
-            parts = _parts(name, table)
+        for table in config.tables.values():
+            parts = _parts(table)
             cur.execute(compose("audit", "create_verdicts", **parts))
             cur.execute(compose("audit", "create_quarantine", **parts))
 
@@ -117,9 +118,9 @@ class Rules:
     recheckable: list[str]  # rule names whose outcome can change without the row changing
 
 
-def rule_expressions(config: PipelineConfig, table: Table) -> Rules:
+def rule_expressions(config: WapConfig, table: AuditedTable) -> Rules:
     """Compose the table's `audit:` rules from the named snippets of sql/audit.sql."""
-    audit = table.audit or Audit()
+    audit = table.audit
     rules: list[sql.Composable] = []
     ranks: list[sql.Composable] = []
     params: dict[str, Any] = {}
@@ -177,27 +178,27 @@ def rule_expressions(config: PipelineConfig, table: Table) -> Rules:
 
 def audit_batch(
     dwh_conn: psycopg.Connection,
-    config: PipelineConfig,
-    name: str,
+    config: WapConfig,
+    table_name: str,
     run_id: str,
     timings: dict[str, float] | None = None,
 ) -> list[SourceAudit]:
-    """Audit stg.<name>'s batch of `run_id` (plus open quarantine rows); hold failing rows.
+    """Audit stg.<table_name>'s batch of `run_id` (plus open quarantine rows); hold failing rows.
 
     Commits the verdicts and the audit log, then raises AuditThresholdExceeded if
     a shop's batch failed too much, so `publish` never runs for it. `timings`, if
     given, receives the seconds each statement took (coursekit/bench/audit_bench.py).
     """
-    table = config.tables[name]
-    parts = _parts(name, table)
+    table = config.tables[table_name]
+    parts = _parts(table)
     rules = rule_expressions(config, table)
-    audit = table.audit or Audit()
+    audit = table.audit
     src_ids = [source.src_id for source in config.sources]
     params = {
         "run_id": run_id,
         "held": held_run_id(run_id),
         "src_ids": src_ids,
-        "table_name": name,
+        "table_name": table.name,
         "max_share": audit.max_quarantine_share,
         "min_rows": audit.min_rows_for_share,
         "recheckable": rules.recheckable,
@@ -217,14 +218,14 @@ def audit_batch(
             cur.execute(statement, params)
             seconds[step] = time.perf_counter() - started
         summary = [SourceAudit(*row) for row in cur.fetchall()]
-    log.info("audit of %s, run %s:\n%s", name, run_id, format_summary(summary))
+    log.info("audit of %s, run %s:\n%s", table.name, run_id, format_summary(summary))
     halted = [s for s in summary if s.outcome == "halted"]
     if halted:
         worst = max(halted, key=lambda s: s.share)
         raise AuditThresholdExceeded(
-            f"{name}: {worst.share:.1%} of {worst.src_id}'s fresh batch failed the audit, more than "
-            f"max_quarantine_share {audit.max_quarantine_share:.0%}; nothing of {name} was published. "
-            f"See quarantine.audit_log and audit.{name} (failed_rules) for run {run_id!r}, "
+            f"{table.name}: {worst.share:.1%} of {worst.src_id}'s fresh batch failed the audit, more than "
+            f"max_quarantine_share {audit.max_quarantine_share:.0%}; nothing of {table.name} was published. "
+            f"See quarantine.audit_log and audit.{table.name} (failed_rules) for run {run_id!r}, "
             "fix the source or the rule, then re-run."
         )
     return summary
@@ -232,8 +233,8 @@ def audit_batch(
 
 def publish(
     dwh_conn: psycopg.Connection,
-    config: PipelineConfig,
-    name: str,
+    config: WapConfig,
+    table_name: str,
     run_id: str,
     timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
@@ -241,9 +242,9 @@ def publish(
 
     `timings`, if given, receives the seconds of each statement (the merge's as `merge_<step>`).
     """
-    table = config.tables[name]
-    parts = _parts(name, table)
-    params = {"run_id": run_id, "held": held_run_id(run_id), "table_name": name}
+    table = config.tables[table_name]
+    parts = _parts(table)
+    params = {"run_id": run_id, "held": held_run_id(run_id), "table_name": table.name}
     seconds = {} if timings is None else timings
     merge_seconds: dict[str, float] = {}
     # One transaction around all of it: merge_into_dds's own `with conn.transaction()` nests
@@ -254,7 +255,9 @@ def publish(
             cur.execute(compose("audit", "audit_outcomes"), params)
             outcomes = dict(cur.fetchall())
             if not outcomes or set(outcomes.values()) - {"audited", "published"}:
-                raise AuditThresholdExceeded(f"{name}: run {run_id!r} has no passed audit ({outcomes}); audit it first")
+                raise AuditThresholdExceeded(
+                    f"{table.name}: run {run_id!r} has no passed audit ({outcomes}); audit it first"
+                )
             started = time.perf_counter()
             cur.execute(compose("audit", "quarantine_failed", **parts), params)
             seconds["quarantine_failed"] = time.perf_counter() - started
@@ -265,13 +268,15 @@ def publish(
             for src_id in outcomes:
                 counts = {"released": closed[(src_id, "released")], "superseded": closed[(src_id, "superseded")]}
                 cur.execute(compose("audit", "log_published"), {**params, "src_id": src_id, **counts})
-        merged = merge_into_dds(dwh_conn, name, table, run_id, timings=merge_seconds)
+        merged = merge_into_dds(dwh_conn, table, run_id, timings=merge_seconds)
         started = time.perf_counter()
     seconds.update({f"merge_{step}": value for step, value in merge_seconds.items() if step != "commit"})
     seconds["commit"] = time.perf_counter() - started
     released = sum(n for (_, status), n in closed.items() if status == "released")
     superseded = sum(n for (_, status), n in closed.items() if status == "superseded")
-    log.info("published %s: %s released from quarantine, %s superseded by newer versions", name, released, superseded)
+    log.info(
+        "published %s: %s released from quarantine, %s superseded by newer versions", table.name, released, superseded
+    )
     return {**merged, "released": released, "superseded": superseded}
 
 

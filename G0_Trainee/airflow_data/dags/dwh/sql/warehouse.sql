@@ -22,10 +22,10 @@ create unlogged table if not exists {stg_table} (
 
 -- name: stg_primary_key
 -- A warehouse created before stg lost its primary key: the key's name, if it has one.
-select conname from pg_constraint where conrelid = %(table)s::regclass and contype = 'p';
+select conname from pg_constraint where conrelid = %(stg_table)s::regclass and contype = 'p';
 
 -- name: drop_constraint
-alter table {table} drop constraint if exists {constraint};
+alter table {stg_table} drop constraint if exists {constraint};
 
 -- name: create_dds_scd2
 -- History: one row per version of a key. [eff_from_dttm, eff_to_dttm] are closed
@@ -66,8 +66,8 @@ create table if not exists {dds_table} (
 create index if not exists {watermark_index} on {dds_table} (src_id, {increment});
 
 -- name: existing_columns
-select column_name from information_schema.columns where table_schema = %(schema)s and table_name = %(table)s;
+select column_name from information_schema.columns where table_schema = %(schema)s and table_name = %(table_name)s;
 
 -- name: add_column
 -- A column added to the config later: tables grow, nothing is dropped.
-alter table {table} add column if not exists {column} {column_type};
+alter table {warehouse_table} add column if not exists {column} {column_type};
