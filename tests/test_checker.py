@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from support import generator_env, run_generator
 
+from coursekit.checker import registry
 from coursekit.checker.__main__ import PLANS
 from coursekit.checker.checks import FAIL, WAIT, CheckResult, Context
 from coursekit.checker.stack import GradeStack
@@ -92,6 +93,8 @@ def check_results(
             prepare(ctx)
         results = [result for step in plan for result in step(ctx)]
     assert results, "a checker must check something"
+    drifted = registry.undeclared(grade, "live", results)
+    assert not drifted, f"rows no declaration names (registry.py: a check's Line and what it yields differ): {drifted}"
     return results
 
 
