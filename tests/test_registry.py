@@ -72,7 +72,7 @@ def digests(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in root.rglob("*")
-        if p.is_file() and not {"__pycache__", ".run"} & set(p.parts)
+        if p.is_file() and not {"__pycache__", ".run"} & set(p.relative_to(root).parts)
     }
 
 
