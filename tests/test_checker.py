@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from support import generator_env, run_generator
 
+from coursekit.checker import registry
 from coursekit.checker.__main__ import PLANS
 from coursekit.checker.checks import FAIL, WAIT, CheckResult, Context
 from coursekit.checker.stack import GradeStack
@@ -92,6 +93,8 @@ def check_results(
             prepare(ctx)
         results = [result for step in plan for result in step(ctx)]
     assert results, "a checker must check something"
+    drifted = registry.undeclared(grade, "live", results)
+    assert not drifted, f"rows no declaration names (registry.py: a check's Line and what it yields differ): {drifted}"
     return results
 
 
@@ -192,7 +195,7 @@ def test_g3_and_g0_checkers_pass_on_the_reference_and_catch_broken_warehouses(ai
     try:
         mutate(dwh, database, ["delete from dds.orders where eff_to_dttm <> '9999-12-31 23:59:59+00'"])
         young = check("G3_Middle", dbs, database)
-        import coursekit.checker.checks as checks_module
+        import coursekit.checker.history_checks as checks_module  # the module that reads the margin
 
         margin, checks_module.HISTORY_MARGIN_SEC = checks_module.HISTORY_MARGIN_SEC, 0
         try:

@@ -17,6 +17,7 @@ import yaml
 from rich.console import Console
 from solutions.mutations import INDEPENDENT, apply, g2_correct
 
+from coursekit.checker import definition, registry
 from coursekit.checker.__main__ import PLANS
 from coursekit.checker.checks import FAIL, CheckResult
 from coursekit.checker.fast import FastSettings, grade_many
@@ -66,7 +67,12 @@ def write(folder: Path, source: str) -> Path:
 
 def grade(name: str, folders: dict[str, Path]) -> dict[str, list[CheckResult]]:
     plan, scd2 = PLANS[name]
-    return grade_many(Grade.named(name), plan, scd2, folders, Console(width=160), SETTINGS)
+    results = grade_many(Grade.named(name), plan, scd2, folders, Console(width=160), SETTINGS)
+    drifted = {folder: registry.undeclared(name, "fast", rows) for folder, rows in results.items()}
+    assert not any(drifted.values()), f"rows no declaration names (registry.py): {drifted}"
+    if "reference" in results:  # a finished grade prints as many checks as its Definition of done says
+        assert len(results["reference"]) == definition.counts(name)["fast"], [r.name for r in results["reference"]]
+    return results
 
 
 def failed(results: list[CheckResult]) -> list[str]:

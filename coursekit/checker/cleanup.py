@@ -2,6 +2,7 @@
 
 The checker does not trust the code's look: it runs the task's real command
 against a temporary staging folder holding a very old file and a fresh one.
+The check is declared next to it (`registry.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from coursekit.checker.checks import CheckResult, Context
+from coursekit.checker.context import CheckResult, Context
+from coursekit.checker.registry import Line, check
 
 DAY = 86_400
 
@@ -70,37 +72,55 @@ def removes_only_old_files(task: dict) -> tuple[bool, str]:
         return False, "the fresh file was deleted too"
 
 
+EXISTS = Line(
+    "a DAG with a BashOperator task exists",
+    item="cleanup DAG",
+    en="a DAG in the DAG folder (`airflow_data/dags/`) has a `BashOperator` task",
+    ru="у какого-то DAG-а в папке DAG-ов (`airflow_data/dags/`) есть задача `BashOperator`",
+    hint="write a DAG with `BashOperator(task_id=..., bash_command=...)`",
+    per="once",
+)
+DAILY = Line(
+    "it runs at least daily",
+    item="cleanup DAG",
+    en="that DAG is scheduled at least once every 24 hours",
+    ru="этот DAG запускается по расписанию хотя бы раз в 24 часа",
+    hint='set schedule="@daily" (or more often)',
+    per="once",
+)
+DELETES = Line(
+    "its command deletes only files older than the threshold",
+    item="cleanup DAG",
+    en="its command, run with `STAGING_DIR` pointing at a test folder, deletes a 90-day-old file and keeps a fresh one",
+    ru="его команда, запущенная с `STAGING_DIR`, указывающим на тестовую папку, удаляет файл 90-дневной"
+    " давности и оставляет свежий",
+    hint='use "$STAGING_DIR" and find -mmin/-mtime with -delete',
+    per="once",
+)
+
+
+@check(EXISTS, DAILY, DELETES, order=200, grades=("G1_Intern",))
 def check_cleanup_dag(ctx: Context) -> Iterable[CheckResult]:
-    item = "cleanup DAG"
     info = inspect(ctx.stack.dags_dir)
     candidates = [dag for dag in info["dags"] if dag["bash_tasks"]]
-    yield CheckResult(
-        item,
-        "a DAG with a BashOperator task exists",
+    yield EXISTS.result(
         bool(candidates),
         "a DAG in airflow_data/dags using BashOperator",
         ", ".join(d["dag_id"] for d in candidates)
         or "none" + (f" (import errors in {', '.join(info['import_errors'])})" if info["import_errors"] else ""),
-        "" if candidates else "write a DAG with `BashOperator(task_id=..., bash_command=...)`",
     )
     if not candidates:
         return
     gap = min((d["schedule_gap_sec"] for d in candidates if d["schedule_gap_sec"]), default=None)
-    yield CheckResult(
-        item,
-        "it runs at least daily",
+    yield DAILY.result(
         gap is not None and gap <= DAY,
         "schedule every 24 h or more often",
         "not scheduled" if gap is None else f"every {gap / 3600:g} h at most",
-        "" if gap is not None and gap <= DAY else 'set schedule="@daily" (or more often)',
     )
     outcomes = [removes_only_old_files(task) for dag in candidates for task in dag["bash_tasks"]]
     passed = any(ok for ok, _ in outcomes)
-    yield CheckResult(
-        item,
-        "its command deletes only files older than the threshold",
+    yield DELETES.result(
         passed,
         "old files in $STAGING_DIR deleted, fresh ones kept",
         next((why for ok, why in outcomes if ok), outcomes[0][1]),
-        "" if passed else 'use "$STAGING_DIR" and find -mmin/-mtime with -delete',
     )

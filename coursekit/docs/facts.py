@@ -145,15 +145,12 @@ def _minutes(seconds: float) -> str:
 
 
 def _grade_facts(grade: str, root: Path) -> dict[str, str]:
-    from coursekit.checker import checks, definition
-    from coursekit.checker.__main__ import PLANS
+    from coursekit.checker import checks, definition, registry
     from coursekit.checker.fast import settings_for
     from coursekit.checker.stack import GradeStack
 
-    rendered = definition.lines(grade, root)
-    fast_total = sum(r.rows for r in rendered)
-    plan, _ = PLANS[grade]
-    fast = settings_for(plan)
+    count = definition.counts(grade, root)  # from the checks' declarations (registry.py)
+    fast = settings_for(registry.plan(grade, "fast"))
     stack = GradeStack(Grade.named(grade, root))
     shop = stack.shops[0].env
     update_window = max(s.update_window_sec for s in stack.shops)
@@ -162,8 +159,8 @@ def _grade_facts(grade: str, root: Path) -> dict[str, str]:
     # update a row there is nothing to touch, and it kills run 4, one with new rows (fast.scenario).
     touches = any(t.updates for t in stack.tables) and update_window > 0
     return {
-        f"checks.{grade}.fast": str(fast_total),
-        f"checks.{grade}.live": str(fast_total - len(definition.FAST_ONLY)),
+        f"checks.{grade}.fast": str(count["fast"]),
+        f"checks.{grade}.live": str(count["live"]),
         f"fast.tick_sec.{grade}": str(fast.tick_interval),
         f"fast.update_window_sec.{grade}": str(fast.update_window if update_window else 0),
         f"fast.delete_after_sec.{grade}": str(fast.delete_after),
