@@ -412,7 +412,7 @@ def _checks(grade_stack: GradeStack, dwh, shops, load_end: datetime, update_wind
     stack = replace_update_window(grade_stack, update_window)
     stable = {s.name: load_end for s in stack.shops}
     ctx = Context(stack=stack, dwh=dwh, shops=shops, stable_before=stable, scd2=True)
-    return [(r.name, str(r.verdict), r.found) for check in g4_plan() for r in check(ctx)]
+    return [(r.name, str(r.verdict), r.found) for check in g4_plan("loadtest") for r in check(ctx)]
 
 
 def replace_update_window(stack: GradeStack, update_window: int) -> GradeStack:
