@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from coursekit.grade import Grade
+from coursekit.hostile import HOSTILE_TEXT, LONG_TEXT
 from coursekit.pg import free_port
 
 G0 = Grade.named("G0_Trainee")
@@ -312,17 +313,7 @@ def test_restart_continues_and_reset_starts_over(shop1_db, tmp_path):
 
 # -- values -------------------------------------------------------------------------------------------------------
 
-HOSTILE = [
-    "O'Brien",
-    "a;b",
-    "line\nbreak",
-    "tab\there",
-    "back\\slash \\N \\.",
-    'quote " and -- comment',
-    "emoji 🍍🥭🐉",
-    "İstanbul ğüşıöç",
-    "x" * 10_000,
-]
+HOSTILE = [*HOSTILE_TEXT, LONG_TEXT]
 
 
 def test_hostile_strings_round_trip_byte_exact(shop1_db, tmp_path):

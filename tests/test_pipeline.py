@@ -15,6 +15,7 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
+from coursekit.hostile import HOSTILE_TEXT, LONG_TEXT
 from dwh.config import PipelineConfigError, Source, load_config, parse_config
 from dwh.extract import extract_to_parquet
 from dwh.load import copy_to_stg
@@ -23,18 +24,7 @@ from dwh.rules import compare_with_source, violations
 from dwh.staging import batch_path
 from dwh.warehouse import create_schemas, ensure_tables
 
-HOSTILE = [
-    "O'Brien",
-    'say "hi"',
-    "a;b; drop table customers; --",
-    "line\nbreak\r\nwindows",
-    "tab\there",
-    "emoji 🍍🥭",
-    "İstanbul ğüşıöç ĞÜŞİÖÇ",
-    "back\\slash \\N",
-    "",
-    "x" * 10_000,
-]
+HOSTILE = [*HOSTILE_TEXT, LONG_TEXT]
 
 CONFIG = {
     "lookback_sec": 3600,

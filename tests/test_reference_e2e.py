@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -22,6 +19,7 @@ import pytest
 from support import airflow_conn, dds_snapshot, generator_env, run_generator, start_generator, stop_generator
 
 from coursekit.grade import Grade
+from coursekit.hostile import HOSTILE_TEXT, LONG_TEXT, kill_dag_at_first_write
 from dwh.config import load_config
 from dwh.rules import compare_with_source, violations
 
@@ -125,15 +123,6 @@ def test_a_run_failing_after_some_tables_heals_on_the_next_run(airflow, stack, t
     assert_contract(stack, airflow.dags_dir)
 
 
-RUN_IN_CHILD = """
-from airflow.dag_processing.dagbag import BundleDagBag
-dag = BundleDagBag(dag_folder={dags!r}, bundle_path={dags!r}).get_dag("load_shops_to_dwh")
-for task in dag.tasks:
-    task.retries = 0
-dag.test()
-"""
-
-
 @pytest.mark.slow
 def test_a_run_killed_during_a_merge_leaves_no_half_state(airflow, stack, tmp_path):
     bag = airflow.install(G0.dags_dir, pipeline_edit=fast_lookback)
@@ -145,38 +134,13 @@ def test_a_run_killed_during_a_merge_leaves_no_half_state(airflow, stack, tmp_pa
 
     # A SHARE lock lets every read of dds.orders through but blocks writes: the next
     # run's merge of orders stops at its first write, half-way through its
-    # transaction. Then the whole Airflow process is killed, as an OOM kill would.
-    blocker = dwh.connect()
-    blocker.cursor().execute("lock table dds.orders in share mode")
-    child = subprocess.Popen(
-        [sys.executable, "-c", RUN_IN_CHILD.format(dags=str(airflow.dags_dir))],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    # transaction. Then the whole Airflow process is killed, as an OOM kill would;
+    # the killed client's backend finishes its statement, cannot answer, and rolls back.
+    killed = kill_dag_at_first_write(
+        dwh.connect, ["dds.orders"], airflow.dags_dir, "load_shops_to_dwh", timeout=120, like="%merge_batch%"
     )
-    try:
-        deadline = time.monotonic() + 120
-        while not dwh.query(
-            "select 1 from pg_stat_activity where datname = current_database()"
-            " and wait_event_type = 'Lock' and query like %s",
-            ("%merge_batch%",),
-        ):
-            assert child.poll() is None and time.monotonic() < deadline, "the run never reached the orders merge"
-            time.sleep(0.2)
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
-    finally:
-        blocker.rollback()
-        blocker.close()
-    # The killed client's backend finishes its statement, cannot answer, and rolls back.
-    deadline = time.monotonic() + 60
-    orphan = (
-        "select 1 from pg_stat_activity where datname = current_database()"
-        " and pid <> pg_backend_pid() and query like %s"
-    )
-    while dwh.query(orphan, ("%merge_batch%",)):
-        assert time.monotonic() < deadline, "the killed run's transaction is still open"
-        time.sleep(0.2)
+    assert killed is not None, "the run never reached the orders merge"
+    assert killed.settled, "the killed run's transaction is still open"
     assert dwh.query("select count(*) from dds.orders")[0][0] == orders_before, "no half-merged orders"
 
     assert airflow.run(bag, "load_shops_to_dwh").state == "success"
@@ -185,22 +149,22 @@ def test_a_run_killed_during_a_merge_leaves_no_half_state(airflow, stack, tmp_pa
 
 @pytest.mark.slow
 def test_hostile_strings_arrive_byte_exact(airflow, stack, tmp_path):
-    from test_pipeline import HOSTILE
+    hostile = [*HOSTILE_TEXT, LONG_TEXT]
 
     bag = airflow.install(G0.dags_dir)
     tick(stack, tmp_path, 1)
     with closing(stack["shop-1"].connect()) as conn, conn, conn.cursor() as cur:
         cur.executemany(
             "insert into customers (first_name, last_name, address, created_at) values (%s, %s, %s, now())",
-            [(text, text[::-1], text) for text in HOSTILE],
+            [(text, text[::-1], text) for text in hostile],
         )
     assert airflow.run(bag, "load_shops_to_dwh").state == "success"
     stored = stack["dwh"].query(
         "select first_name, last_name, address from dds.customers where src_id = 'New-York' and first_name = any(%s)"
         " order by customer_id",
-        (HOSTILE,),
+        (hostile,),
     )
-    assert stored == [(text, text[::-1], text) for text in HOSTILE]
+    assert stored == [(text, text[::-1], text) for text in hostile]
 
 
 @pytest.mark.slow

@@ -12,11 +12,6 @@ them apart is the grader's own tests' job.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -31,6 +26,7 @@ from solutions.warehouse import SHOPS, TABLES, contract_breaks, rows, source_mis
 from support import Database, airflow_conn, dds_snapshot, generator_env, run_generator
 
 from coursekit.grade import Grade
+from coursekit.hostile import HOSTILE_TEXT, kill_dag_at_first_write
 from dwh.contract import OPEN_END
 
 G3 = Grade.named("G3_Middle")
@@ -38,17 +34,7 @@ DAG_ID = "load_shops_to_dwh"
 LATE = timedelta(seconds=0.5)  # a row committing after a newer one (ticks are 1 s apart)
 # Ticks every second, updates up to 8 s back, retention after 14 s: half a minute shows all three.
 FAST = {"TICK_INTERVAL_SEC": 1, "UPDATE_NOT_OLDER_THAN_SEC": 8, "DELETE_OLDER_THAN_SEC": 14}
-HOSTILE = [
-    "O'Brien",
-    'say "hi"',
-    "a;b; drop table customers; --",
-    "line\nbreak\r\nwindows",
-    "tab\there",
-    "emoji 🍍🥭",
-    "İstanbul ğüşıöç ĞÜŞİÖÇ",
-    "back\\slash \\N",
-    "",
-]
+HOSTILE = HOSTILE_TEXT
 
 
 def install(airflow, tmp_path: Path, source: str, name: str = "dags"):
@@ -369,13 +355,6 @@ def test_each_wrong_solution_runs_and_shows_its_mistake(airflow, scenario, monke
     assert EXPECTED[name](outcome), f"{name}: {MUTATIONS[name][0]}\n{sorted(outcome.mismatches)}\n{outcome}"
 
 
-RUN_IN_CHILD = """
-from airflow.dag_processing.dagbag import BundleDagBag
-dag = BundleDagBag(dag_folder={dags!r}, bundle_path={dags!r}).get_dag("load_shops_to_dwh")
-for task in dag.tasks:
-    task.retries = 0
-dag.test()
-"""
 CLOSING_ORDERS = '%update "dds"."orders" as c set eff_to_dttm%'
 
 
@@ -383,33 +362,14 @@ def kill_during_orders_merge(airflow, dwh: Database) -> None:
     """Run the DAG in a child process and SIGKILL it while its orders merge waits to close versions.
 
     A SHARE lock lets every read of dds.orders through but blocks writes, so the merge
-    stops at its first write; then the whole process dies, as on an OOM kill.
+    stops at its first write; then the whole process dies, as on an OOM kill; the
+    orphaned backend gets its lock, finishes its statement, finds no client and ends.
     """
-    blocker = dwh.connect()
-    blocker.cursor().execute("lock table dds.orders in share mode")
-    child = subprocess.Popen(
-        [sys.executable, "-c", RUN_IN_CHILD.format(dags=str(airflow.dags_dir))],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    killed = kill_dag_at_first_write(
+        dwh.connect, ["dds.orders"], airflow.dags_dir, DAG_ID, timeout=240, like=CLOSING_ORDERS
     )
-    waiting = "select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"
-    try:
-        deadline = time.monotonic() + 240
-        while not dwh.query(waiting + " and query like %s", (CLOSING_ORDERS,)):
-            assert child.poll() is None and time.monotonic() < deadline, "the run never reached the orders merge"
-            time.sleep(0.2)
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
-    finally:
-        blocker.rollback()
-        blocker.close()
-    # The orphaned backend gets its lock, finishes its statement, finds no client and ends.
-    deadline = time.monotonic() + 60
-    orphan = "select 1 from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()"
-    while dwh.query(orphan + " and query like %s", (CLOSING_ORDERS,)):
-        assert time.monotonic() < deadline, "the killed run's backend is still busy"
-        time.sleep(0.2)
+    assert killed is not None, "the run never reached the orders merge"
+    assert killed.settled, "the killed run's backend is still busy"
 
 
 @pytest.mark.slow

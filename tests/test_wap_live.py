@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from contextlib import ExitStack, closing
 from dataclasses import replace
@@ -28,6 +24,7 @@ from test_wap import DAG_ID, G0, G4, SOLUTION, TABLES, execute
 from coursekit.checker.checks import FAIL, Context
 from coursekit.checker.stack import GradeStack
 from coursekit.checker.wap_checks import g4_plan
+from coursekit.hostile import kill_dag_at_first_write
 from dwh.rules import violations
 from wap.config import load_config
 
@@ -301,15 +298,6 @@ def test_a_quarantine_share_over_the_threshold_fails_the_run_loudly(airflow, sta
     assert ("Istanbul", "halted") in outcomes or ("New-York", "halted") in outcomes
 
 
-RUN_IN_CHILD = """
-from airflow.dag_processing.dagbag import BundleDagBag
-dag = BundleDagBag(dag_folder={dags!r}, bundle_path={dags!r}).get_dag({dag_id!r})
-for task in dag.tasks:
-    task.retries = 0
-dag.test()
-"""
-
-
 @pytest.mark.slow
 def test_a_run_killed_inside_the_publish_transaction_leaves_no_half_state(airflow, stack, tmp_path):
     bag = airflow.install(SOLUTION, pipeline_edit=fast_lookback)
@@ -326,40 +314,17 @@ def test_a_run_killed_inside_the_publish_transaction_leaves_no_half_state(airflo
     # A SHARE lock lets reads of dds.orders through but blocks writes: the publish of orders has
     # written quarantine.orders (uncommitted) and waits at the merge's first write. Then the whole
     # Airflow process is killed, as an OOM kill would.
-    blocker = dwh.connect()
-    blocker.cursor().execute("lock table dds.orders in share mode")
-    child = subprocess.Popen(
-        [sys.executable, "-c", RUN_IN_CHILD.format(dags=str(airflow.dags_dir), dag_id=DAG_ID)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    waiting = (
-        "select 1 from pg_stat_activity where datname = current_database()"
-        " and wait_event_type = 'Lock' and query like %s"
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while not dwh.query(waiting, ("%merge_batch%",)):
-            assert child.poll() is None and time.monotonic() < deadline, "the run never reached the orders merge"
-            time.sleep(0.2)
-        in_flight = dwh.query(
+    def in_flight() -> None:
+        written = dwh.query(
             "select count(*) from pg_locks where relation = 'quarantine.orders'::regclass and mode = 'RowExclusiveLock'"
         )
-        assert in_flight[0][0] >= 1, "the killed transaction had written quarantine.orders"
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
-    finally:
-        blocker.rollback()
-        blocker.close()
-    orphan = (
-        "select 1 from pg_stat_activity where datname = current_database()"
-        " and pid <> pg_backend_pid() and query like %s"
+        assert written[0][0] >= 1, "the killed transaction had written quarantine.orders"
+
+    killed = kill_dag_at_first_write(
+        dwh.connect, ["dds.orders"], airflow.dags_dir, DAG_ID, timeout=180, like="%merge_batch%", before_kill=in_flight
     )
-    deadline = time.monotonic() + 60
-    while dwh.query(orphan, ("%merge_batch%",)):
-        assert time.monotonic() < deadline, "the killed run's transaction is still open"
-        time.sleep(0.2)
+    assert killed is not None, "the run never reached the orders merge"
+    assert killed.settled, "the killed run's transaction is still open"
     assert dwh.query(state) == before, "neither quarantine nor dds kept any of the killed publish"
 
     assert airflow.run(bag, DAG_ID).state == "success"

@@ -1,6 +1,6 @@
 """The fast mode's Airflow: runs the learner's DAGs one run at a time, on command.
 
-Started by `fast.py` in a private AIRFLOW_HOME (SQLite metadata, the learner's
+Started by `fast/runners.py` in a private AIRFLOW_HOME (SQLite metadata, the learner's
 DAG folder copied, connections pointing at the private databases). It imports
 Airflow (and builds the Execution API its first task needs), parses the folder
 once told to (`{"cmd": "parse"}`: the databases are up by then), then reads one
@@ -113,12 +113,23 @@ def run_pipeline(bag: Any, command: dict, facts: dict, triggered: list) -> dict:
     return answer
 
 
-def _build_execution_api() -> None:
-    """What dag.test() builds before its first task; a failure here is left to that task to report."""
+def _build_execution_api(parsed: threading.Event) -> None:
+    """What dag.test() builds before its first task; a failure here is left to that task to report.
+
+    Building the app is not enough: its versioned routes (cadwyn) are generated on the first
+    request, ~3.5 s on 2 cores that the first task of the first run paid. One request to the
+    API's health route, through the transport dag.test() uses (one per process), pays it here.
+    """
     try:
+        import httpx
         from airflow.sdk.execution_time.supervisor import in_process_api_server
 
-        in_process_api_server().app  # noqa: B018 (a cached property: building it is the point)
+        api = in_process_api_server()
+        api.app  # noqa: B018 (a cached property: building it is the point)
+        parsed.wait()  # the routes' ~4 s of CPU after the parse, which has a timeout of its own
+        # Not closed: closing a client closes its transport, the one dag.test() goes on to use.
+        client = httpx.Client(transport=api.transport, base_url="http://in-process.invalid./")
+        client.get("/health").raise_for_status()
     except Exception:
         traceback.print_exc()
 
@@ -138,7 +149,8 @@ def main(dags_folder: str, reply_file: str) -> int:
 
     # The first task of a process builds Airflow's in-process Execution API (FastAPI, ~5 s on
     # 2 cores): build it now, while the orchestrator starts the databases.
-    warm = threading.Thread(target=_build_execution_api, daemon=True)
+    parsed = threading.Event()
+    warm = threading.Thread(target=_build_execution_api, args=(parsed,), daemon=True)
     warm.start()
     # Parse only when told: the databases are up then, as in a real stack (a DAG file that
     # connects at import time fails or passes as it would there).
@@ -153,6 +165,7 @@ def main(dags_folder: str, reply_file: str) -> int:
         dags[dag_id] = dag_facts(dag)
         for task in dag.tasks:
             task.retries = 0
+    parsed.set()
     reply({"ready": True, "dags": dags, "import_errors": {Path(k).name: v for k, v in bag.import_errors.items()}})
     for line in sys.stdin:
         command = json.loads(line)
