@@ -9,11 +9,6 @@ for a module, directly above the `def` (or its decorators) for a function.
 
 Checked: the Python of coursekit/, tests/ and the grades, except the copies
 `make sync-grades` writes (they equal G0's files, which are checked).
-
-Files other branches are splitting (issue #22) are listed in PENDING with their
-owner; their test is expected to fail until those branches are merged (then it
-passes, and PENDING can go). See what is left to whom with
-`pytest tests/test_sizes.py --runxfail -q`.
 """
 
 from __future__ import annotations
@@ -22,27 +17,15 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from coursekit import sync
 from coursekit.grade import GRADES, REPO_ROOT
 
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 500
 REASON = "# Longer than"
+
+
 # Folders and files other branches of issue #22 are rewriting -> owner (most specific first).
-PENDING = {
-    "coursekit/checker/fast.py": "faststeps",
-    "coursekit/checker/": "registry",
-    "coursekit/loadtest/": "lead (loadtest)",
-}
-
-
-def owner(name: str) -> str | None:
-    """The branch rewriting `name`, if another branch does."""
-    return next((who for prefix, who in PENDING.items() if name.startswith(prefix)), None)
-
-
 @dataclass(frozen=True)
 class Offender:
     path: str
@@ -105,19 +88,10 @@ def offenders_in(path: Path, root: Path = REPO_ROOT) -> list[Offender]:
 
 
 def test_no_function_or_module_over_the_limits():
-    found = [o for path in python_files() for o in offenders_in(path) if owner(o.path) is None]
+    found = [o for path in python_files() for o in offenders_in(path)]
     for offender in found:
         print(offender)
     assert not found, "split by meaning, or state why above it with '# Longer than ...':\n" + "\n".join(map(str, found))
-
-
-@pytest.mark.xfail(reason="being split on another branch of issue #22 (see PENDING)", strict=False)
-@pytest.mark.parametrize("who", sorted(set(PENDING.values())))
-def test_files_other_branches_split(who):
-    found = [o for path in python_files() for o in offenders_in(path) if owner(o.path) == who]
-    for offender in found:
-        print(offender)
-    assert not found, f"left to {who}:\n" + "\n".join(map(str, found))
 
 
 def test_the_check_sees_a_long_function_a_long_module_and_their_reasons(tmp_path):

@@ -12,7 +12,7 @@ WAIT or CANNOT CHECK; exit code 0, 1, 3 or 2):
   3. Compares it with the shops: rows created before that run started must be
      there; rows the shops can no longer update must carry the source's values.
 * fast (`--fast`, `make check FAST=1`): grades the grade's DAG folder (or
-  `--dags-dir`) on a private, time-compressed copy of the grade; see `fast.py`.
+  `--dags-dir`) on a private, time-compressed copy of the grade; see `fast/`.
 """
 
 from __future__ import annotations

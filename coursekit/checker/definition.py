@@ -30,7 +30,7 @@ from coursekit.grade import GRADES, REPO_ROOT, Grade
 START = "<!-- definition-of-done:start -->"
 END = "<!-- definition-of-done:end -->"
 LANGUAGES = {"en": "README.md", "ru": "README_ru.md"}
-# The report names of the rows only the fast mode makes (fast.py's grade_variant, before the plan's).
+# The report names of the rows only the fast mode makes (fast/grading.py's grade_variant, before the plan's).
 FAST_ONLY = tuple(line.report for line in registry.only_in("fast"))
 
 
