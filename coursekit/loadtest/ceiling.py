@@ -97,6 +97,7 @@ def copy_rows(shops: dict[str, object], dwh, tables: list[measure.Table], start:
             buffer = io.BytesIO()
             began = time.monotonic()
             with conn.cursor() as cur:
+                # COPY takes no bound parameters: the window's ends go in as quoted literals.
                 select = sql.SQL("copy (select * from {} where created_at >= {} and created_at < {}) to stdout").format(
                     sql.Identifier(table.name), sql.Literal(start), sql.Literal(end)
                 )

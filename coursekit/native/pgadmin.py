@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from coursekit.grade import REPO_ROOT
+from coursekit.native.processes import tail
 
 PGADMIN_VERSION = "9.18"
 CONSTRAINTS = REPO_ROOT / "constraints-pgadmin.txt"
@@ -201,13 +202,6 @@ def answers(port: int) -> bool:
             return response.status == 200
     except OSError:
         return False
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return f"({path} does not exist)"
 
 
 def _short(path: Path) -> str:
