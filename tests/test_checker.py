@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from psycopg2 import sql
 from support import generator_env, run_generator
 
 from coursekit.checker import registry
-from coursekit.checker.__main__ import PLANS
-from coursekit.checker.checks import FAIL, WAIT, CheckResult, Context
+from coursekit.checker.__main__ import PLANS, decidable_since
+from coursekit.checker.checks import COMMIT_SLACK_SEC, FAIL, WAIT, CheckResult, Context
 from coursekit.checker.stack import GradeStack
 from coursekit.grade import Grade
 
@@ -64,6 +65,18 @@ def check(
     return {r.name: str(r.verdict) for r in results}
 
 
+def stack_of_test_databases(grade: str, dbs: dict, dwh_name: str | None = None) -> GradeStack:
+    """The grade's stack facts, pointed at the test's databases."""
+    stack = GradeStack(Grade.named(grade))
+    dwh = dbs["dwh"]
+    stack.dwh_port = dwh.port
+    stack.dwh_env = {**stack.dwh_env, "POSTGRES_DB": dwh_name or dwh.name}
+    stack.shops = [
+        replace(s, port=dbs[s.name].port, env={**s.env, "POSTGRES_DB": dbs[s.name].name}) for s in stack.shops
+    ]
+    return stack
+
+
 def check_results(
     grade: str,
     dbs: dict,
@@ -74,13 +87,7 @@ def check_results(
 ) -> list[CheckResult]:
     """The grade's checks against the test databases; `prepare` may fill in what the checker learns from
     Airflow (runs, a re-run) before they run."""
-    stack = GradeStack(Grade.named(grade))
-    dwh = dbs["dwh"]
-    stack.dwh_port = dwh.port
-    stack.dwh_env = {**stack.dwh_env, "POSTGRES_DB": dwh_name or dwh.name}
-    stack.shops = [
-        replace(s, port=dbs[s.name].port, env={**s.env, "POSTGRES_DB": dbs[s.name].name}) for s in stack.shops
-    ]
+    stack = stack_of_test_databases(grade, dbs, dwh_name)
     if update_window is not None:  # the test's generators update rows only this far back
         stack.shops = [replace(s, update_window_sec=update_window) for s in stack.shops]
     plan, scd2 = PLANS[grade]
@@ -206,6 +213,29 @@ def test_g3_and_g0_checkers_pass_on_the_reference_and_catch_broken_warehouses(ai
         dwh.server.drop_database(database)
     assert young["dds.orders: updated keys have more than one version"] == WAIT, "too early to tell: neither way"
     assert "dds.orders: updated keys have more than one version" in failing(old)
+
+
+def test_the_live_check_waits_for_a_run_late_enough_to_have_rows_of_every_table(dbs, tmp_path):
+    """A run that starts within COMMIT_SLACK_SEC of a table's first row has none of its rows to compare
+    (the check could only WAIT): the live check waits for a run that starts after that."""
+    stack = stack_of_test_databases("G3_Middle", dbs)
+    since = datetime.now(UTC)
+    with ExitStack() as stack_of:
+        shops = {s.name: stack_of.enter_context(stack.connect_shop(s)) for s in stack.shops}
+        assert decidable_since(stack, shops, since) == since  # no table yet: nothing to wait for
+        tick(dbs, tmp_path, ticks=2)
+        firsts = []
+        for conn in shops.values():
+            with conn.cursor() as cur:
+                for table in stack.tables:
+                    cur.execute(sql.SQL("select min(created_at) from {}").format(sql.Identifier(table.name)))
+                    firsts.append(cur.fetchone()[0])
+            conn.rollback()
+        assert all(firsts), "the generator wrote a row into every table"
+        expected = max(firsts) + timedelta(seconds=COMMIT_SLACK_SEC)
+        assert decidable_since(stack, shops, since) == expected > datetime.now(UTC)
+        much_later = datetime.now(UTC) + timedelta(hours=1)
+        assert decidable_since(stack, shops, much_later) == much_later
 
 
 def test_a_stack_that_is_not_running_gets_a_clear_message():

@@ -4,9 +4,10 @@ Two modes end with the same report and the same last line (DONE, NOT DONE,
 WAIT or CANNOT CHECK; exit code 0, 1, 3 or 2):
 
 * live (default): checks the grade's running stack (`make run` or Docker).
-  1. Notes each shop's clock, waits for a load run that starts after it to
-     finish, and re-runs that run (Airflow's "Clear") to prove a re-run changes
-     nothing (`--no-rerun` skips that; the check then WAITs).
+  1. Notes each shop's clock, waits for a load run that starts after it (and
+     late enough to have rows of every table to compare) to finish, and
+     re-runs that run (Airflow's "Clear") to prove a re-run changes nothing
+     (`--no-rerun` skips that; the check then WAITs).
   2. Waits for a quiet moment (no load run in flight) and takes one snapshot of
      the warehouse, so a verdict never depends on a run being half-way.
   3. Compares it with the shops: rows created before that run started must be
@@ -25,6 +26,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from psycopg2 import errors, sql
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -58,6 +60,29 @@ def snapshot(stack: GradeStack, connections: dict) -> dict[str, datetime]:
             times[shop.name] = cur.fetchone()[0]
         conn.rollback()
     return times
+
+
+def decidable_since(stack: GradeStack, connections: dict, since: datetime) -> datetime:
+    """The moment a load run must start after for its row checks to have rows to compare.
+
+    A row counts once a run started COMMIT_SLACK_SEC after it was created. On a stack that has
+    just started, the first run after `since` may start before that for the first rows of some
+    table, and its checks could only WAIT: wait for a later run instead.
+    """
+    firsts = [since]
+    for shop in stack.shops:
+        conn = connections[shop.name]
+        for table in stack.tables:
+            with conn.cursor() as cur:
+                try:
+                    cur.execute(sql.SQL("select min(created_at) from {}").format(sql.Identifier(table.name)))
+                    first = cur.fetchone()[0]
+                except errors.UndefinedTable:  # the generator has not created it yet
+                    first = None
+            conn.rollback()
+            if first is not None:
+                firsts.append(first + timedelta(seconds=checks.COMMIT_SLACK_SEC))
+    return max(firsts)
 
 
 def _progress(console: Console, text: str) -> Progress:
@@ -206,7 +231,7 @@ def live(stack: GradeStack, plan: list[checks.Check], scd2: bool, options: argpa
         shops = {s.name: stack_of_connections.enter_context(stack.connect_shop(s)) for s in stack.shops}
         shop_now = snapshot(stack, shops)
         client.token()
-        since = datetime.now(UTC)
+        since = decidable_since(stack, shops, datetime.now(UTC))
         choice = live_choice(client, stack, options.dag_id)
         deadline = time.monotonic() + min(options.timeout, 120)
         while choice.dag_id is None and not choice.ambiguous and time.monotonic() < deadline:
