@@ -92,3 +92,13 @@ def test_every_readme_block_is_what_the_checker_runs(capsys):
     )
     assert main(["--check"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_every_contract_rule_has_its_statement_in_contract_sql():
+    # A rule named in contract.py without a `-- name:` statement would only fail when a checker asks it.
+    from coursekit.reference import sqlfiles
+
+    statements = sqlfiles.statements("contract")
+    for rule in (*contract.SCD2_RULES, *contract.PLAIN_RULES):
+        assert rule in statements, f"dwh/sql/contract.sql has no '-- name: {rule}'"
+        assert "{dds_table}" in statements[rule], f"{rule} must ask dds.<table>"
