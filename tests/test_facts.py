@@ -140,6 +140,18 @@ def test_every_measured_figure_says_where_it_came_from():
         assert entry["source"].strip() and re.fullmatch(r"\d{4}-\d\d-\d\d", entry["date"]), key
 
 
+def test_the_load_test_figures_are_the_committed_reports():
+    """The G4 README quotes images/loadtest-report.md through measured.json: both must be the same run."""
+    from coursekit.loadtest.figures import KEYS, read_figures
+
+    report = read_figures((REPO_ROOT / "images" / "loadtest-report.md").read_text(encoding="utf-8"))
+    recorded = {k: v["value"] for k, v in docs_facts.measured().items() if k in KEYS}
+    assert recorded == report, (
+        "measured.json's loadtest_* are not the committed report's: publish the report with "
+        "`.venv/bin/python -m coursekit.docs.images --loadtest-only` (it records them), then `make docs`"
+    )
+
+
 def test_the_guard_catches_hand_written_figures(tmp_path):
     page = tmp_path / "README.md"
     page.write_text(

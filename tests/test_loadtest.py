@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -16,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from coursekit.docs import facts
 from coursekit.generator.config import ShopConfig, check_config
-from coursekit.grade import Grade
+from coursekit.grade import REPO_ROOT, Grade
 from coursekit.loadtest.__main__ import bound, parse_args
 from coursekit.loadtest.breakdown import TaskTiming, analyse
 from coursekit.loadtest.ceiling import Ceiling
+from coursekit.loadtest.figures import KEYS, read_figures, started
 from coursekit.loadtest.load import scaled_config
 from coursekit.loadtest.measure import ResourceSample
 from coursekit.loadtest.report import Phase, Run, best_phase, write
@@ -93,6 +96,11 @@ def test_the_report_names_the_highest_rate_that_keeps_up(tmp_path):
     assert "| 900 | 1 | 92.0 | - | 18.0 | 8.0 | 0.0 | 59.0 | 0.0 | 3.0 | 4.0 |" in text, "sums to 92 s"
     assert "the load generators sustained 1,200 inserts/s per shop (asked for 1,800" in text
     assert "at 72,000 rows/s (0.5 s out, 1.5 s in)" in text and "kept up is 25% of what the generators" in text
+    assert "their own limit is higher" not in text, "1,200 of 1,800 asked: that is their limit"
+    run.ceiling = Ceiling(asked=1800, seconds=60.0, rows=216_000, shops=2, copy_out_sec=0.5, copy_in_sec=1.5)
+    text = write(run, tmp_path / "all-asked").read_text()
+    assert "did all they were asked for, so their own limit is higher still" in text
+    assert "kept up is at most 17% of what the generators" in text
     for plot in ("throughput.png", "latency.png", "backlog.png", "breakdown.png", "resources.png"):
         assert (tmp_path / "report" / plot).stat().st_size > 10_000
         assert f"![{plot}]({plot})" in text
@@ -178,23 +186,70 @@ def test_the_load_test_measures_the_learners_folder_and_solution_1_the_reference
 
 
 def test_the_newest_report_is_published_into_images_with_its_links_renamed(tmp_path):
-    from coursekit.docs.images import copy_loadtest_plots
+    from coursekit.docs.images import LOADTEST_PLOTS, copy_loadtest_plots
 
     reports, out = tmp_path / "loadtest-report", tmp_path / "images"
     out.mkdir()
-    for stamp, rate in (("20261201-100000", 1000), ("20261203-164922", 4000)):
+    measured = tmp_path / "measured.json"
+    shutil.copy(facts.MEASURED, measured)
+    facts.record_measured("loadtest_ceiling_rate", 1, "an older run", measured)
+    committed = (REPO_ROOT / "images" / "loadtest-report.md").read_text(encoding="utf-8")
+    original = committed.replace("](loadtest-", "](").replace("[loadtest-", "[")  # as the load test wrote it
+    for stamp, text in (("20261201-100000", "an older report"), ("20261203-164922", original)):
         folder = reports / stamp
         folder.mkdir(parents=True)
-        (folder / "throughput.png").write_bytes(b"png of " + stamp.encode())
+        for plot in LOADTEST_PLOTS:
+            (folder / plot).write_bytes(b"png of " + stamp.encode())
         (folder / "backlog.csv").write_text("rate,at_sec\n", encoding="utf-8")
-        (folder / "report.md").write_text(
-            f"**{rate} inserts/s per shop**\n\n![throughput.png](throughput.png)\n\n[backlog.csv](backlog.csv).\n",
-            encoding="utf-8",
-        )
-    pictures = copy_loadtest_plots(out, reports)
-    assert [p.name for p in pictures] == ["loadtest-throughput.png"]
+        (folder / "report.md").write_text(text, encoding="utf-8")
+    pictures = copy_loadtest_plots(out, reports, measured)
+    assert [p.name for p in pictures] == [f"loadtest-{plot}" for plot in LOADTEST_PLOTS]
     assert (out / "loadtest-throughput.png").read_bytes() == b"png of 20261203-164922", "the newest run"
     report = (out / "loadtest-report.md").read_text(encoding="utf-8")
-    assert "**4000 inserts/s per shop**" in report
-    assert "](loadtest-throughput.png)" in report and "[loadtest-backlog.csv](loadtest-backlog.csv)" in report
+    assert report == committed, "links renamed to the published files, nothing else changed"
     assert (out / "loadtest-backlog.csv").exists()
+    recorded = {k: v["value"] for k, v in json.loads(measured.read_text(encoding="utf-8")).items() if k in KEYS}
+    assert recorded == read_figures(committed), "the report's headline figures, and none of an older run"
+    assert recorded["loadtest_kept_rate"] >= 250
+    source = json.loads(measured.read_text(encoding="utf-8"))["loadtest_kept_rate"]["source"]
+    assert started(committed) in source and "load average before" in source, source
+
+
+def test_a_reports_figures_are_read_from_its_result_and_tables():
+    """The reader against a report's own words: the knee, the two tables, the ceiling sentence."""
+    report = "\n".join(
+        [
+            "Started 2026-12-03 16:49:42 UTC, natively, private copy. The warehouse caught up 20 s after.",
+            "Highest rate that kept up (latency target 300 s): **2000 inserts/s per shop** (1 rows, p95 86 s).",
+            "First rate that did not keep up: **4000 inserts/s per shop**. Why: runs too long.",
+            "This machine's ceiling: with no pipeline running, the load generators sustained 5,066 inserts/s per"
+            " shop (asked for 16,000, 1 rows in 60 s); raw COPY moved the same rows from the shops into the"
+            " warehouse at 381,380 rows/s (1.0 s out, 1.0 s in).",
+            "",
+            "| rate (inserts/s/shop) | step (s) | inserted/s (both shops) | p95 (s) | keeps up |",
+            "|---:|---:|---:|---:|:---:|",
+            "| 2000 | 240 | 3,997 | 86 | yes |",
+            "| 4000 | 243 | 7,733 | 225.4 | no |",
+            "",
+            "| step (rate) | runs | run duration (s) | extract |",
+            "|---|---:|---:|---:|",
+            "| 2000 | 4 | 33.7 | 6.7 |",
+            "| 4000 | 3 | 79.4 | 16.3 |",
+            "| drain | 2 | 90.0 | 20.1 |",
+        ]
+    )
+    assert started(report) == "2026-12-03 16:49:42 UTC, natively, private copy"
+    assert read_figures(report) == {
+        "loadtest_kept_rate": 2000,
+        "loadtest_kept_p95_sec": 86,
+        "loadtest_kept_run_sec": 34,
+        "loadtest_kept_inserted_per_shop": 1998,
+        "loadtest_failed_rate": 4000,
+        "loadtest_failed_p95_sec": 225,
+        "loadtest_failed_run_sec": 79,
+        "loadtest_failed_inserted_per_shop": 3866,
+        "loadtest_ceiling_rate": 5066,
+        "loadtest_ceiling_copy_rows_per_sec": 381380,
+    }
+    with pytest.raises(ValueError, match="no rate that kept up"):
+        read_figures(report.replace("Highest rate that kept up", "No rate kept up"))

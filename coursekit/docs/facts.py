@@ -225,6 +225,14 @@ def record_measured(key: str, value: object, source: str, path: Path = MEASURED)
     _facts_cached.cache_clear()
 
 
+def forget_measured(key: str, path: Path = MEASURED) -> None:
+    """A figure the newest measurement no longer gives (a page quoting it then fails `make docs`)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.pop(key, None) is not None:
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _facts_cached.cache_clear()
+
+
 # -- the pages ---------------------------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from coursekit.docs import facts
 from coursekit.docs.chromium import Chromium, ChromiumError
 from coursekit.docs.html_pictures import (
     debug_excerpt,
@@ -44,6 +45,7 @@ from coursekit.docs.html_pictures import (
 )
 from coursekit.docs.private_stack import GRADE, LOAD_DAG, ImagesError, PrivateStack, let_data_flow, say
 from coursekit.grade import REPO_ROOT
+from coursekit.loadtest.figures import KEYS, load_before, read_figures, started
 
 LOADTEST_REPORTS = REPO_ROOT / "loadtest-report"
 LOADTEST_PLOTS = ("throughput.png", "latency.png", "backlog.png", "breakdown.png", "resources.png")
@@ -292,9 +294,10 @@ def data_pictures(stack: PrivateStack, out: Path) -> list[Picture]:
 # -- 3. load-test plots ----------------------------------------------------------------------------------------
 
 
-def copy_loadtest_plots(out: Path, reports: Path = LOADTEST_REPORTS) -> list[Picture]:
+def copy_loadtest_plots(out: Path, reports: Path = LOADTEST_REPORTS, measured: Path = facts.MEASURED) -> list[Picture]:
     """The newest `python -m coursekit.loadtest` report into images/: its plots as loadtest-<plot>.png,
-    report.md as loadtest-report.md (links to the renamed files) and backlog.csv as loadtest-backlog.csv."""
+    report.md as loadtest-report.md (links to the renamed files) and backlog.csv as loadtest-backlog.csv;
+    its headline figures into measured.json."""
     folders = sorted((p for p in reports.glob("*") if p.is_dir() and any(p.glob("*.png"))), reverse=True)
     if not folders:
         kept = sorted(out.glob("loadtest-*.png"))
@@ -323,7 +326,25 @@ def copy_loadtest_plots(out: Path, reports: Path = LOADTEST_REPORTS) -> list[Pic
     if report is not None:
         (out / "loadtest-report.md").write_text(report, encoding="utf-8")
         say(f"  ✓ {out / 'loadtest-report.md'} (from {newest / 'report.md'})")
+        record_loadtest_figures(report, measured)
     return pictures
+
+
+def record_loadtest_figures(report: str, measured: Path = facts.MEASURED) -> None:
+    """The report's headline figures into measured.json (the G4 README quotes them); `make docs` carries them."""
+    try:
+        figures = read_figures(report)
+    except ValueError as error:
+        raise ImagesError(f"the newest load-test report.md cannot be read ({error}); measured.json unchanged") from None
+    source = f"make loadtest GRADE=G4_Senior SOLUTION=1, images/loadtest-report.md: started {started(report)}"
+    if load := load_before(report):
+        source += f"; load average before (1, 5, 15 min): {load}"
+    for key in KEYS:
+        if key in figures:
+            facts.record_measured(key, figures[key], source, measured)
+        else:
+            facts.forget_measured(key, measured)
+    say(f"  ✓ {measured}: {', '.join(f'{k}={v}' for k, v in figures.items())}; run make docs")
 
 
 # -- 4. README.md ----------------------------------------------------------------------------------------------

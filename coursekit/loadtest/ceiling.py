@@ -38,6 +38,11 @@ class Ceiling:
         return self.rows / self.seconds / self.shops if self.seconds and self.shops else 0.0
 
     @property
+    def reached_asked(self) -> bool:
+        """They did all they were asked: the machine's limit is higher than this measured."""
+        return self.rate >= 0.97 * self.asked
+
+    @property
     def copy_rows_per_sec(self) -> float:
         """Rows/s raw COPY moves from the shops into the warehouse (out and in, one after the other)."""
         spent = self.copy_out_sec + self.copy_in_sec

@@ -357,8 +357,11 @@ def _ceiling_sentence(top: Ceiling | None, best: Phase | None) -> str:
     if top is None:
         return "This machine's ceiling was not measured (the load DAGs could not be paused)."
     text = f"This machine's ceiling: {top.line()}."
+    if top.reached_asked:
+        text += " The generators did all they were asked for, so their own limit is higher still."
     if best is not None and top.rate:
-        text += f" The highest rate that kept up is {best.rate / top.rate:.0%} of what the generators sustain alone."
+        share = f"{'at most ' if top.reached_asked else ''}{best.rate / top.rate:.0%}"
+        text += f" The highest rate that kept up is {share} of what the generators sustain alone."
     return text
 
 
