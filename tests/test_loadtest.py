@@ -186,7 +186,7 @@ def test_the_load_test_measures_the_learners_folder_and_solution_1_the_reference
 
 
 def test_the_newest_report_is_published_into_images_with_its_links_renamed(tmp_path):
-    from coursekit.docs.images import LOADTEST_PLOTS, copy_loadtest_plots
+    from coursekit.docs.images import LOADTEST_PLOTS, copy_loadtest_plots, replace_loadtest_rows
 
     reports, out = tmp_path / "loadtest-report", tmp_path / "images"
     out.mkdir()
@@ -213,6 +213,15 @@ def test_the_newest_report_is_published_into_images_with_its_links_renamed(tmp_p
     assert recorded["loadtest_kept_rate"] >= 250
     source = json.loads(measured.read_text(encoding="utf-8"))["loadtest_kept_rate"]["source"]
     assert started(committed) in source and "load average before" in source, source
+    # images/README.md's load-test rows name the published run and its knee; other rows stay
+    (out / "README.md").write_text(
+        "# Pictures\n\n| a | b | c |\n| [loadtest-gone.png](x) | stale | stale |\n| [x.png](x) | x | x |\n"
+    )
+    replace_loadtest_rows(out, pictures)
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert "stale" not in readme and "| [x.png](x) | x | x |" in readme
+    assert readme.count("| [loadtest-") == len(LOADTEST_PLOTS)
+    assert started(committed).split(",")[0] in readme and f"{recorded['loadtest_kept_rate']} inserts/s" in readme
 
 
 def test_a_reports_figures_are_read_from_its_result_and_tables():

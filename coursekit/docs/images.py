@@ -309,7 +309,6 @@ def copy_loadtest_plots(out: Path, reports: Path = LOADTEST_REPORTS, measured: P
             for p in kept
         ]
     newest = folders[0]
-    pictures = []
     report = (newest / "report.md").read_text(encoding="utf-8") if (newest / "report.md").exists() else None
     for name in (*LOADTEST_PLOTS, "backlog.csv"):
         source = newest / name
@@ -319,15 +318,68 @@ def copy_loadtest_plots(out: Path, reports: Path = LOADTEST_REPORTS, measured: P
             say(f"  ✓ {target} (from {source})")
             if report is not None:
                 report = report.replace(f"]({name})", f"](loadtest-{name})").replace(f"[{name}]", f"[loadtest-{name}]")
-            if name.endswith(".png"):
-                what = name.removesuffix(".png")
-                made = f"`python -m coursekit.loadtest` (matplotlib), report {newest.name}"
-                pictures.append(Picture(target.name, f"Load test: {what} over time, phase by phase.", made))
     if report is not None:
         (out / "loadtest-report.md").write_text(report, encoding="utf-8")
         say(f"  ✓ {out / 'loadtest-report.md'} (from {newest / 'report.md'})")
         record_loadtest_figures(report, measured)
+    return loadtest_pictures(out, report, newest.name)
+
+
+# what each plot shows; the first names the run and its knee
+LOADTEST_SHOWS = {
+    "throughput.png": "rows landed in dds per minute, step by step; a red line marks the knee, if the ramp reached "
+    "one.",
+    "latency.png": "latency from a row's created_at in the shop to its arrival in dds (p50, p95, max per minute) "
+    "against the latency target.",
+    "backlog.png": "rows the shops hold that dds does not yet, and how old the oldest is (the lag the ramp judges "
+    "each step on).",
+    "breakdown.png": "each DAG run's critical path, stage by stage with Airflow's queued and scheduling time, "
+    "against the schedule.",
+    "resources.png": "CPU and memory of Airflow, PostgreSQL and the load generators, and the whole machine's busy "
+    "cores.",
+}
+
+
+def loadtest_pictures(out: Path, report: str | None, folder: str) -> list[Picture]:
+    """images/README.md's rows of the published plots, saying which run they come from and its knee."""
+    if report is None:
+        run, knee = f"report {folder}", "the ramp"
+    else:
+        figures = read_figures(report)
+        run = f"started {started(report).split(',')[0]}"
+        knee = (
+            f"{figures['loadtest_kept_rate']} inserts/s per shop kept up, {figures['loadtest_failed_rate']} did not"
+            if "loadtest_failed_rate" in figures
+            else f"every step kept up, to {figures['loadtest_kept_rate']} inserts/s per shop"
+        )
+    pictures = []
+    for name, shows in LOADTEST_SHOWS.items():
+        if not (out / f"loadtest-{name}").exists():
+            continue
+        if not pictures:
+            shows = f"G4_Senior's reference under the load test's ramp ({knee}): {shows}"
+            made = f"`make loadtest GRADE=G4_Senior SOLUTION=1` ({run}), matplotlib; "
+            made += "[loadtest-report.md](loadtest-report.md)"
+        else:
+            shows = f"The same run: {shows}"
+            made = "same run" + (
+                "; samples in [loadtest-backlog.csv](loadtest-backlog.csv)" if name == "backlog.png" else ""
+            )
+        pictures.append(Picture(f"loadtest-{name}", shows, made))
     return pictures
+
+
+def replace_loadtest_rows(out: Path, pictures: list[Picture]) -> None:
+    """--loadtest-only: the load-test rows of images/README.md, rewritten for the newly published run."""
+    readme = out / "README.md"
+    if not readme.exists():
+        return
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    at = next((i for i, line in enumerate(lines) if line.startswith("| [loadtest-")), len(lines))
+    kept = [line for line in lines if not line.startswith("| [loadtest-")]
+    kept[at:at] = [picture_row(p) for p in pictures]
+    readme.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    say(f"  ✓ {readme} (the load-test rows)")
 
 
 def record_loadtest_figures(report: str, measured: Path = facts.MEASURED) -> None:
@@ -350,8 +402,12 @@ def record_loadtest_figures(report: str, measured: Path = facts.MEASURED) -> Non
 # -- 4. README.md ----------------------------------------------------------------------------------------------
 
 
+def picture_row(picture: Picture) -> str:
+    return f"| [{picture.name}]({picture.name}) | {picture.shows} | {picture.made} |"
+
+
 def write_readme(out: Path, pictures: list[Picture], run_date: str) -> Path:
-    rows = "\n".join(f"| [{p.name}]({p.name}) | {p.shows} | {p.made} |" for p in pictures if (out / p.name).exists())
+    rows = "\n".join(picture_row(p) for p in pictures if (out / p.name).exists())
     text = f"""# Pictures of the course
 
 Every picture here is generated, not drawn by hand: `make images` (that is,
@@ -403,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if options.loadtest_only:
             say("load-test report and plots")
-            copy_loadtest_plots(out, options.loadtest_report)
+            replace_loadtest_rows(out, copy_loadtest_plots(out, options.loadtest_report))
             return 0
         say("1. architecture diagram")
         pictures = render_architecture(out)
