@@ -318,11 +318,17 @@ def copy_loadtest_plots(out: Path, reports: Path = LOADTEST_REPORTS, measured: P
             say(f"  ✓ {target} (from {source})")
             if report is not None:
                 report = report.replace(f"]({name})", f"](loadtest-{name})").replace(f"[{name}]", f"[loadtest-{name}]")
-    if report is not None:
-        (out / "loadtest-report.md").write_text(report, encoding="utf-8")
-        say(f"  ✓ {out / 'loadtest-report.md'} (from {newest / 'report.md'})")
-        record_loadtest_figures(report, measured)
-    return loadtest_pictures(out, report, newest.name)
+    if report is None:
+        return loadtest_pictures(out, f"report {newest.name}", "the ramp")
+    (out / "loadtest-report.md").write_text(report, encoding="utf-8")
+    say(f"  ✓ {out / 'loadtest-report.md'} (from {newest / 'report.md'})")
+    figures = record_loadtest_figures(report, measured)
+    knee = (
+        f"{figures['loadtest_kept_rate']} inserts/s per shop kept up, {figures['loadtest_failed_rate']} did not"
+        if "loadtest_failed_rate" in figures
+        else f"every step kept up, to {figures['loadtest_kept_rate']} inserts/s per shop"
+    )
+    return loadtest_pictures(out, f"started {started(report).split(',')[0]}", knee)
 
 
 # what each plot shows; the first names the run and its knee
@@ -340,18 +346,8 @@ LOADTEST_SHOWS = {
 }
 
 
-def loadtest_pictures(out: Path, report: str | None, folder: str) -> list[Picture]:
+def loadtest_pictures(out: Path, run: str, knee: str) -> list[Picture]:
     """images/README.md's rows of the published plots, saying which run they come from and its knee."""
-    if report is None:
-        run, knee = f"report {folder}", "the ramp"
-    else:
-        figures = read_figures(report)
-        run = f"started {started(report).split(',')[0]}"
-        knee = (
-            f"{figures['loadtest_kept_rate']} inserts/s per shop kept up, {figures['loadtest_failed_rate']} did not"
-            if "loadtest_failed_rate" in figures
-            else f"every step kept up, to {figures['loadtest_kept_rate']} inserts/s per shop"
-        )
     pictures = []
     for name, shows in LOADTEST_SHOWS.items():
         if not (out / f"loadtest-{name}").exists():
@@ -382,7 +378,7 @@ def replace_loadtest_rows(out: Path, pictures: list[Picture]) -> None:
     say(f"  ✓ {readme} (the load-test rows)")
 
 
-def record_loadtest_figures(report: str, measured: Path = facts.MEASURED) -> None:
+def record_loadtest_figures(report: str, measured: Path = facts.MEASURED) -> dict[str, int]:
     """The report's headline figures into measured.json (the G4 README quotes them); `make docs` carries them."""
     try:
         figures = read_figures(report)
@@ -397,6 +393,7 @@ def record_loadtest_figures(report: str, measured: Path = facts.MEASURED) -> Non
         else:
             facts.forget_measured(key, measured)
     say(f"  ✓ {measured}: {', '.join(f'{k}={v}' for k, v in figures.items())}; run make docs")
+    return figures
 
 
 # -- 4. README.md ----------------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ The G4 README quotes the committed report (images/loadtest-report.md) through
 `measured.loadtest_*` facts. Publishing a report (`python -m coursekit.docs.images
 --loadtest-only`) records them from this reader, and tests/test_facts.py holds
 measured.json to the committed report, so the README cannot quote another run.
+They are read from the Markdown because it is the one file every published
+report has, the committed one included.
 """
 
 from __future__ import annotations
