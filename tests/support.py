@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,39 @@ def start_generator(config: Path, env: dict[str, str], log_dir: Path, *args: str
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def start_generators(grade: Grade, stack: dict, shops, log_root: Path, **overrides: object) -> list[subprocess.Popen]:
+    """One live generator per shop, returned once each has committed its first tick.
+
+    A DAG run started sooner finds no source tables and fails, which is right: in
+    Docker, Airflow starts only after the shops are healthy. On a loaded machine a
+    generator takes seconds to import Faker and create its tables, longer than the
+    first run takes to reach its extracts.
+    """
+    processes = [
+        start_generator(grade.generator_config, generator_env(grade, shop, stack[shop], **overrides), log_root / shop)
+        for shop in shops
+    ]
+    for shop, process in zip(shops, processes, strict=True):
+        wait_for_first_tick(stack[shop], process)
+    return processes
+
+
+def wait_for_first_tick(db, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Block until `orders` has rows: the generator inserts it last in a tick, in one transaction."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output, _ = process.communicate()
+            raise AssertionError(f"the generator exited {process.returncode} before its first tick:\n{output}")
+        if db.query("select to_regclass('public.orders') is not null")[0][0]:
+            if db.query("select exists (select from orders)")[0][0]:
+                return
+        time.sleep(0.2)
+    process.kill()
+    output, _ = process.communicate()
+    raise AssertionError(f"no tick committed within {timeout:.0f} s; the generator printed:\n{output}")
 
 
 def run_generator(config: Path, env: dict[str, str], log_dir: Path, *args: str) -> None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from support import airflow_conn, dds_snapshot, generator_env, run_generator, start_generator, stop_generator
+from support import airflow_conn, dds_snapshot, generator_env, run_generator, start_generators, stop_generator
 
 from coursekit.grade import Grade
 from coursekit.hostile import HOSTILE_TEXT, LONG_TEXT, kill_dag_at_first_write
@@ -71,10 +71,7 @@ def assert_contract(stack, dags_dir: Path, shops: dict[str, str] = SHOPS) -> Non
 @pytest.mark.slow
 def test_live_generators_and_repeated_runs_keep_the_contract(airflow, stack, tmp_path):
     bag = airflow.install(G0.dags_dir, pipeline_edit=fast_lookback)
-    generators = [
-        start_generator(G0.generator_config, generator_env(G0, shop, stack[shop], **FAST), tmp_path / shop)
-        for shop in SHOPS
-    ]
+    generators = start_generators(G0, stack, SHOPS, tmp_path, **FAST)
     try:
         for _ in range(6):  # runs interleaved with ~30 s of ticks: inserts, updates, deletes
             assert airflow.run(bag, "load_shops_to_dwh").state == "success"

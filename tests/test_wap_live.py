@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from psycopg2 import sql
-from support import airflow_conn, dds_snapshot, generator_env, run_generator, start_generator, stop_generator
+from support import airflow_conn, dds_snapshot, generator_env, run_generator, start_generators, stop_generator
 from test_wap import DAG_ID, G0, G4, SOLUTION, TABLES, execute
 
 from coursekit.checker.checks import FAIL, Context
@@ -187,10 +187,7 @@ def test_live_generators_the_reference_and_the_g4_checker(airflow, stack, tmp_pa
     """Runs interleaved with ticks (late references, bad values, updates); then every WAP invariant
     holds, a re-run changes nothing, and the G4 checker passes the warehouse."""
     bag = airflow.install(SOLUTION, pipeline_edit=fast_lookback)
-    generators = [
-        start_generator(G4.generator_config, generator_env(G4, shop, stack[shop], **FAST), tmp_path / shop)
-        for shop in SHOPS
-    ]
+    generators = start_generators(G4, stack, SHOPS, tmp_path, **FAST)
     try:
         for _ in range(4):
             started = datetime.now(UTC)
