@@ -120,7 +120,9 @@ def _remember_failure(context) -> None:
 
 def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str] | None:
     """`assert run.state == "success"` failing also says which tasks failed, and with what."""
-    if op == "==" and type(left).__name__ == "DagRunState" and right == "success" and left != right:
+    from airflow.utils.state import DagRunState  # Airflow is imported only after the env above is set
+
+    if op == "==" and isinstance(left, DagRunState) and right == "success" and left != right:
         return [f"the DAG run ended {left.value}; its failed tasks:", *(_LAST_RUN_FAILURES or ["(none recorded)"])]
     return None
 
