@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import Database
+from support import RUN_FAILURES, Database, failed_run_explanation, remember_failure
 
 from coursekit.grade import POSTGRES_SERVICES, Grade
 from coursekit.pg import EmbeddedPostgres, free_port
@@ -107,24 +107,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:  # noqa: ARG001 - pytest 
     shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 
 
-# Why the last dag.test() run failed, for the assertion message: task logs go to the captured
-# stdout, where a long run buries the traceback (CI shows only its head and tail).
-_LAST_RUN_FAILURES: list[str] = []
-
-
-def _remember_failure(context) -> None:
-    error = context.get("exception")
-    first_line = str(error).strip().partition("\n")[0]
-    _LAST_RUN_FAILURES.append(f"{context['ti'].task_id}: {type(error).__name__}: {first_line}"[:300])
-
-
 def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str] | None:
     """`assert run.state == "success"` failing also says which tasks failed, and with what."""
-    from airflow.utils.state import DagRunState  # Airflow is imported only after the env above is set
-
-    if op == "==" and isinstance(left, DagRunState) and right == "success" and left != right:
-        return [f"the DAG run ended {left.value}; its failed tasks:", *(_LAST_RUN_FAILURES or ["(none recorded)"])]
-    return None
+    return failed_run_explanation(left, right) if op == "==" else None
 
 
 class AirflowHarness:
@@ -157,13 +142,13 @@ class AirflowHarness:
         """
         dag = bag.get_dag(dag_id)
         assert dag is not None, f"{dag_id} not found; import errors: {bag.import_errors}"
-        _LAST_RUN_FAILURES.clear()
+        RUN_FAILURES.clear()
         for task in dag.tasks:
             task.retries = 0
             callbacks = task.on_failure_callback or []
             callbacks = [callbacks] if callable(callbacks) else list(callbacks)
-            if _remember_failure not in callbacks:
-                task.on_failure_callback = [*callbacks, _remember_failure]
+            if remember_failure not in callbacks:
+                task.on_failure_callback = [*callbacks, remember_failure]
         if again is not None:
             return dag.test(run_after=again.run_after, logical_date=again.logical_date)
         return dag.test()

@@ -37,6 +37,27 @@ def start_generator(config: Path, env: dict[str, str], log_dir: Path, *args: str
     )
 
 
+# Why the last dag.test() run failed, for the assertion message (conftest's pytest_assertrepr_compare):
+# task logs go to the captured stdout, where a long run buries the traceback (CI shows its head and tail).
+RUN_FAILURES: list[str] = []
+
+
+def remember_failure(context) -> None:
+    """An on_failure_callback the test harness adds to every task it runs."""
+    error = context.get("exception")
+    first_line = str(error).strip().partition("\n")[0]
+    RUN_FAILURES.append(f"{context['ti'].task_id}: {type(error).__name__}: {first_line}"[:300])
+
+
+def failed_run_explanation(state: object, expected: object) -> list[str] | None:
+    """Lines that say why a DAG run whose state is not `expected` ("success") failed."""
+    from airflow.utils.state import DagRunState  # Airflow reads its settings when first imported
+
+    if not isinstance(state, DagRunState) or expected != "success" or state == expected:
+        return None
+    return [f"the DAG run ended {state.value}; its failed tasks:", *(RUN_FAILURES or ["(none recorded)"])]
+
+
 def start_generators(grade: Grade, stack: dict, shops, log_root: Path, **overrides: object) -> list[subprocess.Popen]:
     """One live generator per shop, returned once each has committed its first tick.
 

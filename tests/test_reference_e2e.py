@@ -16,8 +16,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import pytest_assertrepr_compare
-from support import airflow_conn, dds_snapshot, generator_env, run_generator, start_generators, stop_generator
+from support import (
+    airflow_conn,
+    dds_snapshot,
+    failed_run_explanation,
+    generator_env,
+    run_generator,
+    start_generators,
+    stop_generator,
+)
 
 from coursekit.grade import Grade
 from coursekit.hostile import HOSTILE_TEXT, LONG_TEXT, kill_dag_at_first_write
@@ -113,7 +120,7 @@ def test_a_run_failing_after_some_tables_heals_on_the_next_run(airflow, stack, t
     failed = airflow.run(bag, "load_shops_to_dwh")
     assert failed.state == "failed"
     # `assert run.state == "success"` failing would name the failed task and its error (conftest)
-    explanation = pytest_assertrepr_compare("==", failed.state, "success")
+    explanation = failed_run_explanation(failed.state, "success")
     assert 'orders.extract_istanbul: UndefinedTable: relation "orders" does not exist' in explanation
     dwh = stack["dwh"]
     assert dwh.query("select count(*) from dds.customers")[0][0] > 0, "other tables were loaded"
