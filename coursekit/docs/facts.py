@@ -21,6 +21,7 @@ keys, and when a figure is written by hand outside a marker. Keys:
     fast.update_window_sec.<grade>   ... their update window, .delete_after_sec.<grade> their retention
     fast.clock_behind_min.<grade>    how far pg-shop-2's clock runs behind with FAST=1 (0: not skewed)
     fast.killed_run.<grade>          which run the fast mode kills in its merge (3, or 4 where shops never update)
+    fast.late_parent_rows.<grade>    rows the fast mode adds to paused pg-shop-1 whose parents come next (G4)
     live.tick_sec.<grade>            the grade's shops (deploy/env/shop-1.env): TICK_INTERVAL_SEC
     live.update_window_sec.<grade>   UPDATE_NOT_OLDER_THAN_SEC (.update_window_min.<grade> in minutes)
     live.delete_after_sec.<grade>    DELETE_OLDER_THAN_SEC (.delete_after_h.<grade> in hours);
@@ -166,6 +167,7 @@ def _grade_facts(grade: str, root: Path) -> dict[str, str]:
         f"fast.delete_after_sec.{grade}": str(fast.delete_after),
         f"fast.clock_behind_min.{grade}": _minutes(fast.shop_2_clock_behind),
         f"fast.killed_run.{grade}": "3" if touches else "4",
+        f"fast.late_parent_rows.{grade}": str(fast.late_parent_rows),
         f"live.tick_sec.{grade}": shop["TICK_INTERVAL_SEC"],
         f"live.update_window_sec.{grade}": str(update_window),
         f"live.update_window_min.{grade}": _minutes(update_window),

@@ -2,8 +2,9 @@
 
 1. `first_run`: a first run while the shops tick;
 2. `paused_run`: the shops paused, so what that run loads is known exactly;
-3. `killed_run`: loaded rows updated, and the run that loads them killed at its
-   first write to dds, inspected right then and resumed (G2: the next run, with new rows);
+3. `killed_run`: loaded rows updated (G4: and rows added whose parents come later), and the run
+   that loads them killed at its first write to dds, inspected right then and resumed (G2: the
+   next run, with new rows);
 4. `source_down_run`: a run with pg-shop-2 down;
 5. `busy_runs`: runs while the shops update and delete, until retention has deleted loaded rows;
 6. `final_runs`: the shops stop; a catch-up run; rows it loaded updated; a final run, and a re-run
@@ -12,8 +13,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from datetime import datetime
 
 from coursekit.checker import checks
@@ -22,8 +24,9 @@ from coursekit.checker.fast.grading import connect_all, context
 from coursekit.checker.fast.kill import kill_in_merge
 from coursekit.checker.fast.run import FastRun
 from coursekit.checker.fast.runners import Variant
-from coursekit.checker.fast.sources import observe, shops_now, touch_rows
+from coursekit.checker.fast.sources import add_late_parent_rows, observe, shops_now, touch_rows
 from coursekit.checker.stack import GradeStack
+from coursekit.grade import SHOP_DATABASE
 
 
 def scenario(fast: FastRun, stack: GradeStack, scd2: bool) -> None:
@@ -82,6 +85,12 @@ def killed_run(fast: FastRun, stack: GradeStack, scd2: bool, observed: Observed,
     """
     touched = touch_rows(fast, stack, observed, paused_at)
     fast.say(f"updated {touched} loaded rows (one value changed, another set to NULL or from NULL to a value)")
+    if fast.settings.late_parent_rows:
+        # pg-shop-1: shop-2's generator is later stopped mid-tick, which can burn the ids it would create next
+        config = json.loads(fast.servers.config_path.read_text(encoding="utf-8"))
+        with closing(fast.servers.connect(SHOP_DATABASE["shop-1"])) as shop_1:
+            late = add_late_parent_rows(shop_1, config, fast.settings.late_parent_rows)
+        fast.say(f"added {late} rows to pg-shop-1 whose parents it creates next (late parents, for a release)")
     if touched:
         resumed = fast.each(lambda v: kill_in_merge(fast, v, scd2, "run 3"))
         seen = dict(zip((v.name for v in fast.active), resumed, strict=True))

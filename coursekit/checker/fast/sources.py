@@ -12,6 +12,7 @@ from psycopg2 import sql
 from coursekit.checker.checks import Observed
 from coursekit.checker.fast.run import FastRun
 from coursekit.checker.stack import GradeStack, SourceTable
+from coursekit.generator.db import identity_high_water
 from coursekit.grade import SHOP_DATABASE
 
 
@@ -75,6 +76,58 @@ def touch_rows(
                         (new, key),
                     )
     return touched
+
+
+def add_late_parent_rows(shop_conn: Any, config: dict, count: int) -> int:
+    """Rows in a paused shop that reference the next `count` parents it will create, as its late rows do.
+
+    The shops are paused, so the next run loads these rows before their parents exist and a
+    Write-Audit-Publish load holds them. The generator creates the parents in its first tick after
+    the restart, and a later run that re-audits the quarantine can release the rows: a chance
+    the random late rows of the ticks give only now and then. Each row copies a valid row of the
+    shop (no NULL, no deliberately invalid value, its other parents present) with created_at now.
+    `config` is the shop's generator config; returns how many rows were added (and committed).
+    """
+    added = 0
+    with shop_conn, shop_conn.cursor() as cur:
+        for table, spec in config["tables"].items():
+            columns: dict[str, dict] = spec["columns"]
+            late = next((c for c, entry in columns.items() if entry.get("late_share")), None)
+            if late is None:
+                continue
+            parent = columns[late]["references"]
+            next_id = identity_high_water(cur, parent, config["tables"][parent]["id_column"]) + 1
+            valid, params = [], []
+            for column, entry in columns.items():
+                valid.append(sql.SQL("{} is not null").format(sql.Identifier(column)))
+                if entry.get("invalid_values"):
+                    valid.append(sql.SQL("not {} = any(%s)").format(sql.Identifier(column)))
+                    params.append(entry["invalid_values"])
+                if entry.get("references") and column != late:
+                    other = entry["references"]
+                    valid.append(
+                        sql.SQL("{} in (select {} from {})").format(
+                            sql.Identifier(column),
+                            sql.Identifier(config["tables"][other]["id_column"]),
+                            sql.Identifier(other),
+                        )
+                    )
+            copied = [c for c in columns if c != late]
+            cur.execute(
+                sql.SQL(
+                    "insert into {t} ({copied}, {late}, created_at)"
+                    " select {copied}, %s + n, now() from (select * from {t} where {valid} limit 1) one,"
+                    " generate_series(0, %s - 1) n"
+                ).format(
+                    t=sql.Identifier(table),
+                    copied=sql.SQL(", ").join(map(sql.Identifier, copied)),
+                    late=sql.Identifier(late),
+                    valid=sql.SQL(" and ").join(valid),
+                ),
+                (next_id, *params, count),  # in the order of the placeholders
+            )
+            added += cur.rowcount
+    return added
 
 
 def _nullable_text(columns: dict[str, dict]) -> str | None:
